@@ -1,0 +1,1 @@
+"""Reading IIS logs: find files, read lines, parse them, enrich to ECS, sink them."""
