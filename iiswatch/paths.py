@@ -1,0 +1,42 @@
+"""Where iiswatch keeps things on this machine. Each can be moved with an environment
+variable, which is how tests and CI keep their state apart from a developer's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _xdg(var: str, default: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / default)
+
+
+def state_dir() -> Path:
+    """Node data, generated credentials, checkpoints: `$IISWATCH_HOME`, else XDG data home."""
+    if env := os.environ.get("IISWATCH_HOME"):
+        return Path(env)
+    return _xdg("XDG_DATA_HOME", ".local/share") / "iiswatch"
+
+
+def cache_dir() -> Path:
+    """Downloads that can be fetched again (the Elasticsearch distribution)."""
+    if env := os.environ.get("IISWATCH_CACHE"):
+        return Path(env)
+    return _xdg("XDG_CACHE_HOME", ".cache") / "iiswatch"
+
+
+def config_file() -> Path:
+    """The optional user config file: `$IISWATCH_CONFIG`, else XDG config home."""
+    if env := os.environ.get("IISWATCH_CONFIG"):
+        return Path(env)
+    return _xdg("XDG_CONFIG_HOME", ".config") / "iiswatch" / "config.toml"
+
+
+def es_state_dir() -> Path:
+    """The local node's home: config, data, logs, elastic password, connection.json."""
+    return state_dir() / "es"
+
+
+def credentials_dir() -> Path:
+    """Least-privilege credentials written by `iiswatch setup` (one 0600 JSON file each)."""
+    return state_dir() / "credentials"
