@@ -1,0 +1,261 @@
+"""Commands on log data: `setup`, `parse`, `ingest`, `search`."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any
+
+import orjson
+import typer
+from iiswatch.cli.output import err, out, print_json, print_json_line
+from iiswatch.ingest.batch import IngestSummary, ingest_files
+from iiswatch.ingest.files import expand_inputs
+from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats
+from iiswatch.ingest.pipeline import parse_file
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from iiswatch.config import Purpose
+from iiswatch.elastic.client import backend_errors, client_for
+from iiswatch.elastic.search import DEFAULT_FIELDS, TimeRange, count, get_field, run_search
+from iiswatch.elastic.setup import run_setup
+from iiswatch.errors import EXIT_BACKEND, UsageError
+
+FORMAT_HELP = f"Log format: {', '.join(FORMATS)}. Detected from the file when omitted."
+TZ_HELP = "IANA time zone of local-time formats (IIS log format); default: this machine's."
+
+
+def _check_format(fmt: str | None) -> str | None:
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    return fmt
+
+
+def setup(json_out: bool = typer.Option(False, "--json", help="Print changes as JSON.")) -> None:
+    """Install or update index templates, roles and least-privilege users (idempotent).
+
+    Writes the generated credentials (0600) to the state dir; later commands pick the
+    narrowest that fits: `ingest` can only create documents, `search` can only read.
+    """
+    es = client_for(Purpose.ADMIN)
+    changes = run_setup(es)
+    if json_out:
+        print_json([c.as_dict() for c in changes])
+        return
+    table = Table("kind", "name", "action", title="iiswatch setup")
+    for c in changes:
+        style = {"created": "green", "updated": "yellow"}.get(c.action, "dim")
+        table.add_row(c.kind, c.name, f"[{style}]{c.action}[/]")
+    out.print(table)
+    changed = sum(c.action != "unchanged" for c in changes)
+    out.print(f"{changed} changed, {len(changes) - changed} unchanged")
+
+
+def parse(
+    files: list[str] = typer.Argument(..., help="Log files, directories or glob patterns."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    host_name: str = typer.Option(
+        socket.gethostname(), "--host-name", help="host.name for events that do not log one."
+    ),
+) -> None:
+    """Print one ECS document per log event as NDJSON; no Elasticsearch needed.
+
+    Header lines are not events. Lines that cannot be parsed go to stderr as JSON with the
+    reason (dead letters), and the exit code is 1 if there were any.
+    """
+    stats = ParseStats()
+    for path in expand_inputs(files):
+        for source, _offset, result in parse_file(
+            path, host_name=host_name, fmt=_check_format(fmt), tz=tz, stats=stats
+        ):
+            if isinstance(result, DeadLetter):
+                doc = result.to_doc(source)
+                sys.stderr.buffer.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
+            else:
+                print_json_line(result)
+    sys.stdout.flush()
+    if stats.dead_letters:
+        err.print(f"{stats.dead_letters} of {stats.lines} lines could not be parsed (on stderr)")
+        raise typer.Exit(1)
+
+
+def ingest(
+    inputs: list[str] = typer.Argument(
+        ..., help="Files, directories (searched recursively), globs; .gz is read too."
+    ),
+    fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    host_name: str = typer.Option(
+        socket.gethostname(),
+        "--host-name",
+        help="The host the logs come from; part of each document id.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Documents per bulk request."),
+) -> None:
+    """Parse log files and index them into Elasticsearch.
+
+    Each line gets an id from (host, file identity, byte offset): ingesting the same file
+    again adds nothing. Unparseable lines are stored in the dead-letter index with the
+    reason. Uses the writer credentials, which can create documents and nothing else.
+    """
+    files = expand_inputs(inputs)
+    es = client_for(Purpose.WRITER)
+    total = sum(p.stat().st_size for p in files)
+    show = not json_out and err.is_terminal
+    with Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.fields[lines]:,} lines  {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("ingest", total=total or None, lines=0, rate="")
+        seen = {"lines": 0}
+
+        def on_bytes(n: int) -> None:
+            seen["lines"] += 1
+            if seen["lines"] % 5000 == 0:
+                elapsed = progress.tasks[0].elapsed or 1e-9
+                progress.update(
+                    task, advance=0, lines=seen["lines"], rate=f"{seen['lines'] / elapsed:,.0f}/s"
+                )
+            progress.advance(task, n)
+
+        with backend_errors(es):
+            summary = ingest_files(
+                es,
+                files,
+                host_name=host_name,
+                fmt=_check_format(fmt),
+                tz=tz,
+                chunk_size=chunk_size,
+                on_bytes=on_bytes if show else None,
+            )
+    if json_out:
+        print_json(summary.as_dict())
+    else:
+        _print_summary(summary)
+    if summary.failed:
+        err.print(
+            f"[bold red]error:[/] {summary.failed} documents were not stored: "
+            f"{escape(next(iter(summary.errors)))}"
+        )
+        err.print(
+            "[bold]hint:[/] fix the cause and run the same ingest again; "
+            "lines already stored are not duplicated"
+        )
+        raise typer.Exit(EXIT_BACKEND)
+
+
+def _print_summary(s: IngestSummary) -> None:
+    table = Table(show_header=False, title="ingest summary", title_justify="left")
+    for label, value in [
+        ("files", f"{s.files:,}"),
+        ("lines read", f"{s.lines:,}"),
+        ("events indexed", f"{s.indexed:,}"),
+        ("already present", f"{s.already_present:,}"),
+        ("dead-lettered", f"{s.dead_lettered:,}"),
+        ("failed", f"{s.failed:,}"),
+        ("seconds", f"{s.seconds:.1f} ({s.lines_per_second:,.0f} lines/s)"),
+    ]:
+        table.add_row(label, value)
+    out.print(table)
+    for reason, n in sorted(s.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:5]:
+        out.print(f"  dead letter x{n}: {escape(reason)}")
+
+
+def search(
+    query: str = typer.Argument(
+        "*",
+        help="Lucene query string over ECS fields, e.g. "
+        "'iiswatch.url.query:*whoami* AND http.response.status_code:200'.",
+    ),
+    since: str | None = typer.Option(None, "--since", help="Look back this far: 15m, 2h, 7d."),
+    start: str | None = typer.Option(None, "--from", help="Start time, ISO 8601 (inclusive)."),
+    end: str | None = typer.Option(None, "--to", help="End time, ISO 8601 (exclusive)."),
+    fields: str | None = typer.Option(
+        None,
+        "--fields",
+        help=f"Comma-separated fields to show (default {','.join(DEFAULT_FIELDS)}).",
+    ),
+    top: str | None = typer.Option(None, "--top", help="Show the top values of this field."),
+    histogram: str | None = typer.Option(
+        None, "--histogram", help="Show a time histogram with this bucket size, e.g. 1m, 1h."
+    ),
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Number of events to show."),
+    count_only: bool = typer.Option(False, "--count", help="Print only the exact number of hits."),
+    json_out: bool = typer.Option(False, "--json", help="Print hits as NDJSON (full documents)."),
+    index: str = typer.Option("iis-access-*,iis-error-*", "--index", help="Indices to search."),
+) -> None:
+    """Search the logs: a table of events, top values, a histogram, or a count.
+
+    Examples:\n
+      iiswatch search 'url.extension:aspx AND http.request.method:GET' --top source.ip\n
+      iiswatch search 'iiswatch.url.query:*cmd.exe*' --since 1d --histogram 1h\n
+      iiswatch search 'http.response.status_code:404' --count
+    """
+    es = client_for(Purpose.READER)
+    rng = TimeRange.from_options(since, start, end)
+    if count_only:
+        n = count(es, query, rng, index=index)
+        if json_out:
+            print_json({"count": n})
+        else:
+            out.print(n)
+        return
+    field_list = [f.strip() for f in fields.split(",")] if fields else list(DEFAULT_FIELDS)
+    result = run_search(
+        es,
+        query,
+        rng,
+        index=index,
+        fields=None if json_out else field_list,
+        limit=limit,
+        top=top,
+        histogram=histogram,
+    )
+    if json_out:
+        for hit in result.hits:
+            print_json_line(hit)
+        return
+    if limit:
+        table = Table(
+            *field_list,
+            title=f"{result.total:,} events" + ("" if result.total_exact else "+"),
+            title_justify="left",
+        )
+        for hit in result.hits:
+            table.add_row(*(escape(_fmt(get_field(hit, f))) for f in field_list))
+        out.print(table)
+    if result.top is not None:
+        t = Table(str(top), "events", title=f"top {top}", title_justify="left")
+        for key, n in result.top:
+            t.add_row(escape(str(key)), f"{n:,}")
+        out.print(t)
+    if result.histogram is not None:
+        peak = max((n for _, n in result.histogram), default=0) or 1
+        t = Table("time", "events", "", title=f"histogram ({histogram})", title_justify="left")
+        for key, n in result.histogram:
+            t.add_row(key, f"{n:,}", "█" * max(1, round(30 * n / peak)))
+        out.print(t)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(setup)
+    app.command()(parse)
+    app.command()(ingest)
+    app.command()(search)

@@ -1,0 +1,205 @@
+"""How iiswatch finds its Elasticsearch: flags > environment > config file > the local node
+that `iiswatch es up` started. Each command asks for the narrowest credentials it needs.
+
+Config file (TOML, `$IISWATCH_CONFIG` or ~/.config/iiswatch/config.toml)::
+
+    [elasticsearch]
+    url = "https://es.example.org:9200"
+    ca_certs = "/etc/iiswatch/ca.pem"     # optional; verification is always on for https
+    api_key = "base64-id:key"             # or username + password / password_file
+
+    [elasticsearch.credentials.writer]    # optional: per-purpose credentials
+    api_key = "..."
+
+Environment: IISWATCH_ES_URL, IISWATCH_ES_API_KEY, IISWATCH_ES_USERNAME,
+IISWATCH_ES_PASSWORD, IISWATCH_ES_CA_CERTS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from iiswatch import paths
+from iiswatch.errors import ConfigError
+
+
+class Purpose(StrEnum):
+    """What a command does with Elasticsearch; decides which credentials it gets."""
+
+    ADMIN = "admin"  # install templates, roles, users
+    WRITER = "writer"  # create documents in the log and dead-letter indices, nothing else
+    READER = "reader"  # search the logs
+    ALERTING = "alerting"  # read logs, keep rule state and alerts
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+
+    def resolved_password(self) -> str | None:
+        if self.password is not None:
+            return self.password
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot read password file {self.password_file}: {e.strerror}",
+                    "check the path and its permissions",
+                ) from e
+        return None
+
+    @property
+    def present(self) -> bool:
+        return bool(self.api_key or self.username)
+
+    @property
+    def label(self) -> str:
+        return f"user {self.username}" if self.username else "an API key"
+
+
+class ElasticsearchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    ca_certs: Path | None = None
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    credentials: dict[Purpose, Credentials] = {}
+    request_timeout: float = 30.0
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+
+
+class Connection(BaseModel):
+    """Everything needed to build one client: where, how to trust it, who we are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    credentials: Credentials
+    ca_certs: Path | None = None
+    request_timeout: float = 30.0
+    source: str  # where these came from, for error messages ("local node", "config file", ...)
+
+
+def load_settings(config_path: Path | None = None) -> Settings:
+    path = config_path or paths.config_file()
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{path}: {e}", "fix the TOML syntax in the config file") from e
+    es = dict(data.get("elasticsearch", {}))
+    env = {
+        "url": "IISWATCH_ES_URL",
+        "api_key": "IISWATCH_ES_API_KEY",
+        "username": "IISWATCH_ES_USERNAME",
+        "password": "IISWATCH_ES_PASSWORD",
+        "ca_certs": "IISWATCH_ES_CA_CERTS",
+    }
+    for key, var in env.items():
+        if os.environ.get(var):
+            es[key] = os.environ[var]
+    data["elasticsearch"] = es
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{path}: {where}: {first['msg']}", "see README 'Using an existing cluster'"
+        ) from e
+
+
+def _local_node() -> dict[str, Any] | None:
+    f = paths.es_state_dir() / "connection.json"
+    try:
+        return dict(json.loads(f.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def local_credentials(purpose: Purpose) -> Credentials | None:
+    f = paths.credentials_dir() / f"{purpose.value}.json"
+    try:
+        return Credentials.model_validate_json(f.read_text())
+    except (OSError, ValidationError):
+        return None
+
+
+def connection_for(purpose: Purpose, settings: Settings | None = None) -> Connection:
+    """The connection a command with this purpose should use, or a ConfigError saying why
+    there is none and what to run."""
+    s = (settings or load_settings()).elasticsearch
+    if s.url:
+        creds = s.credentials.get(purpose) or Credentials(
+            api_key=s.api_key,
+            username=s.username,
+            password=s.password,
+            password_file=s.password_file,
+        )
+        if not creds.present:
+            raise ConfigError(
+                f"no credentials configured for {s.url}",
+                "set IISWATCH_ES_API_KEY (or IISWATCH_ES_USERNAME/IISWATCH_ES_PASSWORD) "
+                "or add them to the config file",
+            )
+        return Connection(
+            url=s.url,
+            credentials=creds,
+            ca_certs=s.ca_certs,
+            request_timeout=s.request_timeout,
+            source="configuration",
+        )
+
+    node = _local_node()
+    if node is None:
+        raise ConfigError(
+            "no Elasticsearch configured and no local node found",
+            "run `iiswatch es up` (local node) or set IISWATCH_ES_URL",
+        )
+    if purpose is Purpose.ADMIN:
+        creds = Credentials(username=node["username"], password_file=Path(node["password_file"]))
+    else:
+        found = local_credentials(purpose)
+        if found is None:
+            raise ConfigError(
+                f"no '{purpose.value}' credentials for the local node yet",
+                "run `iiswatch setup` once to create them",
+            )
+        creds = found
+    return Connection(
+        url=node["url"], credentials=creds, request_timeout=s.request_timeout, source="local node"
+    )
+
+
+def save_local_credentials(purpose: Purpose, creds: Credentials) -> Path:
+    """Write credentials 0600 (created that way, never world-readable for an instant)."""
+    d = paths.credentials_dir()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    f = d / f"{purpose.value}.json"
+    tmp = f.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(creds.model_dump_json(exclude_none=True))
+    os.replace(tmp, f)
+    return f
