@@ -3,12 +3,12 @@ Elastic's IIS `error` data stream produces, plus iiswatch's own detection fields
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from iiswatch.ingest.ecs_access import ECS_VERSION, ip_of
 from iiswatch.ingest.model import Event, Source
 from iiswatch.ingest.normalize import detection_url
 
@@ -28,18 +28,6 @@ def present(values: dict[str, str], name: str) -> str | None:
     if value is None or value == "" or value == "-":
         return None
     return value
-
-
-def split_zone(address: str) -> str:
-    """The IP without its IPv6 zone id ("fe80::1%4" -> "fe80::1"), validated.
-
-    Raises FieldError when what remains is not an IP address.
-    """
-    ip = address.split("%", 1)[0]
-    try:
-        return str(ipaddress.ip_address(ip))
-    except ValueError:
-        raise FieldError(f"{address!r} is not an IP address") from None
 
 
 def parse_int(name: str, value: str, *, maximum: int | None = None) -> int:
@@ -108,6 +96,7 @@ def build_error_event(values: dict[str, str], *, raw: bytes, offset: int, source
     get = values.get
     event: Event = {
         "@timestamp": utc_timestamp(get("date", "-"), get("time", "-")),
+        "ecs": {"version": ECS_VERSION},
         "event": {
             "kind": "event",
             "module": "iis",
@@ -127,10 +116,14 @@ def build_error_event(values: dict[str, str], *, raw: bytes, offset: int, source
         endpoint: dict[str, Any] = {}
         address = present(values, ip_field)
         if address is not None:
-            endpoint["ip"] = split_zone(address)
+            # As for access logs: keep what was logged in `address` (zone id and all), and
+            # set `ip` only when it is one, so a mangled column does not lose the event.
             endpoint["address"] = address
-            if endpoint["ip"] not in related:
-                related.append(endpoint["ip"])
+            ip = ip_of(address)
+            if ip is not None:
+                endpoint["ip"] = ip
+                if ip not in related:
+                    related.append(ip)
         port = present(values, port_field)
         if port is not None:
             endpoint["port"] = parse_int(port_field, port, maximum=65535)
@@ -196,11 +189,11 @@ def _optional_http(values: dict[str, str], http: dict[str, Any], event: Event) -
         event["user_agent"] = {"original": agent.replace("+", " ")}
     referrer = present(values, "cs(Referer)")
     if referrer is not None:
-        http.setdefault("request", {})["referrer"] = referrer
+        http.setdefault("request", {})["referrer"] = referrer.replace("+", " ")
     for name, side in (("cs-bytes", "request"), ("sc-bytes", "response")):
         value = present(values, name)
         if value is not None:
-            http.setdefault(side, {})["bytes"] = parse_int(name, value)
+            http.setdefault(side, {})["body"] = {"bytes": parse_int(name, value)}
     taken = present(values, "time-taken")
     if taken is not None:
         event["event"]["duration"] = parse_int("time-taken", taken) * 1_000_000

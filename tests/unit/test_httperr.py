@@ -181,10 +181,6 @@ def test_backslash_traversal_still_gets_a_url_path() -> None:
     ("line", "reason"),
     [
         (
-            "2024-03-31 01:00:08 not-an-ip 1 192.0.2.10 80 HTTP/1.1 GET / 400 - BadRequest -",
-            "not an IP address",
-        ),
-        (
             "2024-03-31 01:00:08 192.0.2.1 70000 192.0.2.10 80 HTTP/1.1 GET / 400 - BadRequest -",
             "c-port '70000' is out of range",
         ),
@@ -206,6 +202,17 @@ def test_bad_lines_become_dead_letters_that_say_why(line: str, reason: str) -> N
     assert result.raw == line.encode()
     assert result.format == "httperr"
     assert result.offset == 0
+
+
+def test_a_client_column_that_is_no_ip_keeps_the_event_with_the_address_only() -> None:
+    [event] = parse(
+        "2024-03-31 01:00:08 not-an-ip 1 192.0.2.10 80 HTTP/1.1 GET / 400 - BadRequest -"
+    )
+    assert isinstance(event, dict)
+    assert event["source"] == {"address": "not-an-ip", "port": 1}
+    assert event["related"] == {"ip": ["192.0.2.10"]}
+    assert event["event"]["category"] == ["web"]
+    assert "type" not in event["event"]
 
 
 def test_a_line_wider_than_its_fields_header_is_a_dead_letter() -> None:
