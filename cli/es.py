@@ -1,0 +1,142 @@
+"""`iiswatch es up | status | down | logs`: the local Elasticsearch node (iiswatch.elastic.node)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from iiswatch.elastic import node
+from iiswatch.errors import EXIT_BACKEND, IiswatchError
+
+app = typer.Typer(
+    help="Run a local single-node Elasticsearch for iiswatch.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """One line for what went wrong, one for what to do, and the error's exit code."""
+    try:
+        yield
+    except IiswatchError as e:
+        err.print(f"[bold red]error:[/] {e.message}", highlight=False, markup=True)
+        if e.hint:
+            err.print(f"[bold]hint:[/] {e.hint}", highlight=False)
+        raise typer.Exit(e.exit_code) from None
+
+
+@app.command()
+def up(
+    version: Annotated[
+        str | None,
+        typer.Option(help="Elasticsearch version.", envvar="IISWATCH_ES_VERSION",
+                     show_default=node.DEFAULT_VERSION),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="HTTP port on 127.0.0.1.", envvar="IISWATCH_ES_PORT",
+                     show_default=str(node.DEFAULT_PORT)),
+    ] = None,
+    heap: Annotated[str, typer.Option(help="JVM heap (-Xms/-Xmx), e.g. 1g.")] = node.DEFAULT_HEAP,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the node to answer.")
+    ] = node.DEFAULT_TIMEOUT,
+) -> None:  # fmt: skip
+    """Fetch, configure and start the node; a no-op when it already runs."""
+    with _errors(), err.status("starting Elasticsearch") as spinner:
+        result = node.up(version, port, heap, timeout, progress=spinner.update)
+    info = result.node
+    if result.already_running:
+        out.print(f"Elasticsearch {info.version} already running at {info.url} (pid {info.pid})")
+    else:
+        out.print(
+            f"Elasticsearch {info.version} is up at {info.url} (pid {info.pid}, "
+            f"{result.seconds:.0f}s)"
+        )
+    out.print(f"user {info.username}, password in {info.password_file}", highlight=False)
+    if result.note:
+        err.print(f"note: {result.note}")
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**20:,.0f} MB"
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Is the node running, and how is it? Exit code 3 when it is not running or not answering."""
+    with _errors():
+        st = node.status()
+    code = 0 if st.answering else EXIT_BACKEND
+    if as_json:
+        print(json.dumps(st.to_dict(), indent=2))
+        raise typer.Exit(code)
+    if not st.running:
+        out.print("Elasticsearch is [bold]not running[/] (start it with `iiswatch es up`)")
+        raise typer.Exit(code)
+    colour = {"green": "green", "yellow": "yellow", "red": "red"}.get(st.health or "", "red")
+    table = Table(show_header=False, box=None)
+    table.add_row("state", "running" if st.answering else f"[red]not answering[/] ({st.error})")
+    table.add_row("pid", str(st.pid))
+    table.add_row("url", st.url or "-")
+    table.add_row("version", st.version or "-")
+    table.add_row("health", f"[{colour}]{st.health or '-'}[/]")
+    table.add_row("heap", f"{_mb(st.heap_used_bytes)} of {_mb(st.heap_max_bytes)}")
+    table.add_row("docs", "-" if st.docs is None else f"{st.docs:,}")
+    table.add_row("state dir", st.state_dir)
+    out.print(table)
+    raise typer.Exit(code)
+
+
+@app.command()
+def down(
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete the node's data, config and password.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --purge.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 60.0,
+) -> None:
+    """Stop the node (SIGTERM, SIGKILL after --timeout seconds)."""
+    with _errors():
+        if purge:
+            state = node.layout().root
+            if not yes:
+                typer.confirm(f"Delete {state} (all indexed data)?", abort=True)
+        with err.status("stopping Elasticsearch") as spinner:
+            stopped = node.down(timeout, progress=spinner.update)
+        out.print("Elasticsearch stopped" if stopped else "Elasticsearch was not running")
+        if purge:
+            out.print(f"deleted {node.purge()}", highlight=False)
+
+
+@app.command()
+def logs(
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """Print the end of the node's log."""
+    path = node.log_file()
+    if not path.exists():
+        err.print(f"no log yet at {path} (has `iiswatch es up` run?)", highlight=False)
+        raise typer.Exit(EXIT_BACKEND)
+    # Plain print, not rich: log lines are data and may contain [markup]-like text.
+    for line in node.tail(path, lines):
+        print(line)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            for line in node.follow(path):
+                print(line, flush=True)
