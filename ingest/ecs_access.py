@@ -349,9 +349,9 @@ def build_from_text(
             iis["forwarded_for"] = forwarded
             fip = _forwarded_ip(forwarded[0])
             if fip:
+                # Not added to related.ip: Elastic's pipeline leaves it out, and rules
+                # written for it look at network.forwarded_ip.
                 doc["network"] = {"forwarded_ip": fip}
-                if fip not in related_ip:
-                    related_ip.append(fip)
     if len(values) > 1:
         extra = values.keys() - KNOWN_FIELDS
         if extra:
