@@ -226,10 +226,18 @@ def search(
         return
     if limit:
         table = Table(
-            *field_list,
             title=f"{result.total:,} events" + ("" if result.total_exact else "+"),
             title_justify="left",
         )
+        for f in field_list:
+            # one line per event: long values (URLs, user agents) are cut, not wrapped
+            table.add_column(
+                _HEADER.get(f, f),
+                no_wrap=True,
+                overflow="ellipsis",
+                min_width=_MIN_WIDTH.get(f),
+                max_width=48,
+            )
         for hit in result.hits:
             table.add_row(*(escape(_fmt(get_field(hit, f))) for f in field_list))
         out.print(table)
@@ -244,6 +252,10 @@ def search(
         for key, n in result.histogram:
             t.add_row(key, f"{n:,}", "█" * max(1, round(30 * n / peak)))
         out.print(t)
+
+
+_MIN_WIDTH = {"@timestamp": 24, "source.ip": 15}
+_HEADER = {"http.request.method": "method", "http.response.status_code": "status"}
 
 
 def _fmt(v: Any) -> str:

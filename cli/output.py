@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import orjson
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # piped into a file or a pager: wide enough that tables keep every column readable
+    out.width = 200
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json_line(obj: Any) -> None:

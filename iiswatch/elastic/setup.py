@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from iiswatch import paths
 from iiswatch.config import Credentials, Purpose, local_credentials, save_local_credentials
 from iiswatch.elastic import indices
 from iiswatch.elastic.client import backend_errors, make_client
-from iiswatch.errors import BackendUnavailable
+from iiswatch.elastic.file_realm import FileRealm
+from iiswatch.errors import NodeError
 
 COMPONENT = "iiswatch-ecs-common"
 INDEX_TEMPLATES = {
@@ -50,6 +53,7 @@ ROLES: dict[str, dict[str, Any]] = {
         ],
     },
 }
+RELOAD_SECONDS = 6  # the node's file-watch interval (resource.reload.interval.high) plus slack
 USERS = {
     Purpose.WRITER: ("iiswatch_writer", ["iiswatch_writer"]),
     Purpose.READER: ("iiswatch_reader", ["iiswatch_reader"]),
@@ -81,11 +85,14 @@ def _put_if_changed(
     return Change(kind, name, "created" if current is None else "updated")
 
 
+_SERVER_KEYS = {"created_date_millis", "modified_date_millis", "created_date", "modified_date"}
+
+
 def _normalised(d: Any) -> Any:
     # Elasticsearch echoes settings as strings and nests them under "index"; compare on a
     # canonical JSON form of both sides with scalars as strings.
     if isinstance(d, dict):
-        return {k: _normalised(v) for k, v in sorted(d.items())}
+        return {k: _normalised(v) for k, v in sorted(d.items()) if k not in _SERVER_KEYS}
     if isinstance(d, list):
         return [_normalised(v) for v in d]
     if isinstance(d, bool):
@@ -139,7 +146,55 @@ def ensure_indices(es: Elasticsearch) -> list[Change]:
     return [Change("index", name, "created")]
 
 
-def install_roles(es: Elasticsearch) -> list[Change]:
+def install_security(es: Elasticsearch) -> list[Change]:
+    """Roles and one user per purpose. The local node keeps them in its file realm (it has
+    no `.security` index); a full cluster gets them through the security API."""
+    conn = getattr(es, "_iiswatch_conn", None)
+    if conn is not None and conn.source == "local node":
+        return _file_realm_security(es, FileRealm(paths.es_state_dir() / "config"))
+    return _native_roles(es) + _native_users(es)
+
+
+def _file_realm_security(es: Elasticsearch, realm: FileRealm) -> list[Change]:
+    changes = [Change("role", n, a) for n, a in realm.put_roles(ROLES).items()]
+    fresh: list[Credentials] = []
+    for purpose, (username, roles) in USERS.items():
+        saved = local_credentials(purpose)
+        password = saved.password if saved and saved.username == username else None
+        if realm.user_matches(username, password, roles):
+            changes.append(Change("user", username, "unchanged"))
+            continue
+        existed = username in realm.users()
+        password = secrets.token_urlsafe(24)
+        realm.put_user(username, password, roles)
+        creds = Credentials(username=username, password=password)
+        save_local_credentials(purpose, creds)
+        fresh.append(creds)
+        changes.append(Change("user", username, "updated" if existed else "created"))
+    if any(c.action != "unchanged" for c in changes):
+        _wait_for_reload(es, fresh)
+    return changes
+
+
+def _wait_for_reload(es: Elasticsearch, fresh: list[Credentials], timeout: float = 30.0) -> None:
+    """The node re-reads realm files on a timer: wait until the new users authenticate."""
+    deadline = time.monotonic() + timeout
+    pending = list(fresh)
+    while pending:
+        if _works(es, pending[0]):
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise NodeError(
+                f"the local node did not pick up user {pending[0].username} within {timeout:.0f}s",
+                "check `iiswatch es logs` for errors reading the users file",
+            )
+        time.sleep(0.5)
+    # role changes have no user to probe: give the file watcher one reload period
+    time.sleep(0 if fresh else RELOAD_SECONDS)
+
+
+def _native_roles(es: Elasticsearch) -> list[Change]:
     changes = []
     for name, body in ROLES.items():
         try:
@@ -161,9 +216,9 @@ def install_roles(es: Elasticsearch) -> list[Change]:
     return changes
 
 
-def install_users(es: Elasticsearch) -> list[Change]:
-    """One user per purpose. A password is generated only when the user or its local
-    credentials file is new; existing working credentials are left alone."""
+def _native_users(es: Elasticsearch) -> list[Change]:
+    """A password is generated only when the user or its local credentials file is new;
+    existing working credentials are left alone."""
     changes = []
     for purpose, (username, roles) in USERS.items():
         try:
@@ -196,7 +251,7 @@ def _works(es: Elasticsearch, creds: Credentials) -> bool:
         return True
     probe = make_client(conn.model_copy(update={"credentials": creds}))
     try:
-        probe.security.authenticate()
+        probe.options(max_retries=0).security.authenticate()
         return True
     except Exception:
         return False
@@ -206,8 +261,6 @@ def _works(es: Elasticsearch, creds: Credentials) -> bool:
 
 def run_setup(es: Elasticsearch) -> list[Change]:
     with backend_errors(es):
-        if not es.ping():
-            # ping swallows the reason; ask again with a real call to get it
-            es.info()
-            raise BackendUnavailable("Elasticsearch did not answer", "iiswatch es status")
-        return install_templates(es) + ensure_indices(es) + install_roles(es) + install_users(es)
+        # not ping()/info(): the minimal distribution has no `GET /` (rest-root module)
+        es.cluster.health()
+        return install_templates(es) + ensure_indices(es) + install_security(es)
