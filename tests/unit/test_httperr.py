@@ -256,7 +256,7 @@ def test_any_bytes_give_an_event_a_dead_letter_or_nothing(data: bytes) -> None:
 @given(
     st.lists(
         st.text(
-            alphabet=st.characters(blacklist_categories=("Zs", "Cc", "Cs")), min_size=1, max_size=8
+            alphabet=st.characters(exclude_categories=["Zs", "Cc", "Cs"]), min_size=1, max_size=8
         ),
         min_size=13,
         max_size=16,
