@@ -94,7 +94,12 @@ def compare_file(expected_path: Path) -> tuple[int, int, list[str], set[str]]:
             continue
         ours = flatten(result)
         extra |= {
-            k for k in ours if k not in expected and not k.startswith(OUR_OWN) and k != "log.offset"
+            k
+            for k in ours
+            if k not in expected
+            and not k.startswith(OUR_OWN)
+            and k not in IGNORED_KEYS
+            and k != "log.offset"
         }
         for key, theirs in sorted(expected.items()):
             if key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
