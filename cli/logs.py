@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any
 
 import orjson
 import typer
 from iiswatch.cli.output import err, out, print_json, print_json_line
+from iiswatch.cli.render import print_search_result
 from iiswatch.ingest.batch import IngestSummary, ingest_files
 from iiswatch.ingest.files import expand_inputs
 from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import backend_errors, client_for
-from iiswatch.elastic.search import DEFAULT_FIELDS, TimeRange, count, get_field, run_search
+from iiswatch.elastic.search import DEFAULT_FIELDS, TimeRange, count, run_search
 from iiswatch.elastic.setup import run_setup
 from iiswatch.errors import EXIT_BACKEND, UsageError
 
@@ -189,6 +189,9 @@ def search(
         None, "--histogram", help="Show a time histogram with this bucket size, e.g. 1m, 1h."
     ),
     limit: int = typer.Option(20, "--limit", "-n", min=0, help="Number of events to show."),
+    oldest_first: bool = typer.Option(
+        False, "--oldest-first", help="List events oldest first (default: newest first)."
+    ),
     count_only: bool = typer.Option(False, "--count", help="Print only the exact number of hits."),
     json_out: bool = typer.Option(False, "--json", help="Print hits as NDJSON (full documents)."),
     index: str = typer.Option("iis-access-*,iis-error-*", "--index", help="Indices to search."),
@@ -219,51 +222,13 @@ def search(
         limit=limit,
         top=top,
         histogram=histogram,
+        oldest_first=oldest_first,
     )
     if json_out:
         for hit in result.hits:
             print_json_line(hit)
         return
-    if limit:
-        table = Table(
-            title=f"{result.total:,} events" + ("" if result.total_exact else "+"),
-            title_justify="left",
-        )
-        for f in field_list:
-            # one line per event: long values (URLs, user agents) are cut, not wrapped
-            table.add_column(
-                _HEADER.get(f, f),
-                no_wrap=True,
-                overflow="ellipsis",
-                min_width=_MIN_WIDTH.get(f),
-                max_width=48,
-            )
-        for hit in result.hits:
-            table.add_row(*(escape(_fmt(get_field(hit, f))) for f in field_list))
-        out.print(table)
-    if result.top is not None:
-        t = Table(str(top), "events", title=f"top {top}", title_justify="left")
-        for key, n in result.top:
-            t.add_row(escape(str(key)), f"{n:,}")
-        out.print(t)
-    if result.histogram is not None:
-        peak = max((n for _, n in result.histogram), default=0) or 1
-        t = Table("time", "events", "", title=f"histogram ({histogram})", title_justify="left")
-        for key, n in result.histogram:
-            t.add_row(key, f"{n:,}", "█" * max(1, round(30 * n / peak)))
-        out.print(t)
-
-
-_MIN_WIDTH = {"@timestamp": 24, "source.ip": 15}
-_HEADER = {"http.request.method": "method", "http.response.status_code": "status"}
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, list):
-        return ", ".join(map(str, v))
-    return str(v)
+    print_search_result(result, field_list if limit else None, top=top, histogram=histogram)
 
 
 def register(app: typer.Typer) -> None:

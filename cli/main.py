@@ -9,6 +9,7 @@ import sys
 import traceback
 
 import typer
+from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
 from iiswatch.cli.output import err
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(es_cli.app, name="es")
 logs_cli.register(app)
+app.command()(demo_cli.demo)
 
 
 def _version(value: bool) -> None:

@@ -100,11 +100,16 @@ def run_search(
     top: str | None = None,
     top_size: int = 10,
     histogram: str | None = None,
+    oldest_first: bool = False,
 ) -> SearchResult:
     body: dict[str, Any] = {
         "query": build_query(query, time_range),
         "size": limit,
-        "sort": [{"@timestamp": {"order": "desc", "unmapped_type": "date"}}],
+        "sort": [
+            {"@timestamp": {"order": "asc" if oldest_first else "desc", "unmapped_type": "date"}},
+            # ties (same second) keep the order of the log file
+            {"log.offset": {"order": "asc" if oldest_first else "desc", "unmapped_type": "long"}},
+        ],
         "track_total_hits": True,
     }
     if fields:

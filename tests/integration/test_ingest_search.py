@@ -179,3 +179,22 @@ def test_cli_ingest_json_summary_and_search_json(
     assert proc.returncode == 0, proc.stderr
     hits = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(hits) == 1 and hits[0]["source"]["ip"] == "198.51.100.8"
+
+
+def test_demo_finds_the_planted_web_shell_and_its_single_client(
+    tmp_path: Path, test_month: date, admin_es: Elasticsearch
+) -> None:
+    day = test_month.replace(day=15)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "iiswatch.cli.main", "demo", "--out", str(tmp_path),
+             "--day", day.isoformat(), "--requests", "3000"],
+            capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="200"),
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        assert "found the planted attacker and web shell" in proc.stdout
+    finally:
+        admin_es.delete_by_query(
+            index=DEADLETTER_ALIAS, query={"term": {"host.name": "web01.demo.example"}},
+            refresh=True, ignore_unavailable=True,
+        )
