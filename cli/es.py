@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from iiswatch.elastic import node
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
@@ -29,9 +30,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except IiswatchError as e:
-        err.print(f"[bold red]error:[/] {e.message}", highlight=False, markup=True)
+        # Text, not markup: messages can quote log lines, which may contain [brackets].
+        err.print(Text.assemble(("error: ", "bold red"), e.message), soft_wrap=True)
         if e.hint:
-            err.print(f"[bold]hint:[/] {e.hint}", highlight=False)
+            err.print(Text.assemble(("hint: ", "bold"), e.hint), soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
 
 

@@ -542,7 +542,7 @@ def _wait_ready(
                 lay.pid_file.unlink(missing_ok=True)
                 raise NodeError(
                     "Elasticsearch exited during startup:\n" + log_excerpt(lay),
-                    hint=f"full log: {lay.main_log}",
+                    hint=f"full log: {log_file(lay)}",
                 )
             try:
                 health = es.cluster.health(wait_for_status="yellow", timeout="2s")
@@ -564,7 +564,7 @@ def _wait_ready(
                     hint="`iiswatch es logs` shows why; `iiswatch es down` stops it",
                 )
             progress(f"waiting for Elasticsearch on {info.url} ({time.monotonic() - start:.0f}s)")
-            time.sleep(1)
+            time.sleep(0.5)
 
 
 def up(
@@ -585,7 +585,7 @@ def up(
     lay = layout()
     with _locked(lay):
         if (pid := running_pid(lay)) is not None:
-            info = read_node_info(lay) or _info_from_config(lay, pid, version)
+            info = read_node_info(lay) or _info_from_running(lay, pid)
             if not _answers(info):
                 progress("the node is running but not answering yet; waiting")
                 _wait_ready(lay, info, t0 + timeout, progress, None)
@@ -634,9 +634,16 @@ def up(
         return UpResult(info, False, time.monotonic() - t0)
 
 
-def _info_from_config(lay: Layout, pid: int, version: str) -> NodeInfo:
-    """For a node whose `es up` was interrupted before connection.json was written."""
+def _info_from_running(lay: Layout, pid: int) -> NodeInfo:
+    """For a node whose `es up` was interrupted before connection.json was written: the port
+    from the elasticsearch.yml we wrote, the version from the install path it runs from."""
     port = _configured_http_port(lay) or DEFAULT_PORT
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        cmdline = ""
+    m = re.search(r"elasticsearch-(\d+\.\d+\.\d+)/", cmdline)
+    version = m.group(1) if m else resolve_version()
     return NodeInfo(f"http://127.0.0.1:{port}", USERNAME, str(lay.password_file), version, pid)
 
 
@@ -657,6 +664,8 @@ def status() -> NodeStatus:
     lay = layout()
     pid = running_pid(lay)
     info = read_node_info(lay)
+    if pid is not None and info is None:
+        info = _info_from_running(lay, pid)
     base: dict[str, Any] = {
         "pid": pid,
         "url": info.url if info else None,
@@ -667,10 +676,8 @@ def status() -> NodeStatus:
         "docs": None,
         "state_dir": str(lay.root),
     }
-    if pid is None:
+    if pid is None or info is None:
         return NodeStatus(running=False, answering=False, **base)
-    if info is None:
-        return NodeStatus(running=True, answering=False, error="still starting", **base)
     try:
         with info.client(request_timeout=5) as es:
             health = es.cluster.health()
