@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection
 from datetime import date
 from functools import lru_cache
 from typing import Any, Final
@@ -79,14 +80,9 @@ def _valid_date(value: str) -> bool:
     return True
 
 
-def _timestamp(values: dict[str, str]) -> str:
-    given = values.get("@timestamp")
-    if given and given != "-":
-        return given
-    day = values.get("date")
-    clock = values.get("time")
-    if not day or not clock or day == "-" or clock == "-":
-        raise AccessFieldError("no date and time fields (W3C times are required)")
+@lru_cache(maxsize=65_536)
+def _w3c_timestamp(day: str, clock: str) -> str:
+    # Cached: a busy log repeats the same second on many lines.
     if not _valid_date(day):
         raise AccessFieldError(f"date: not a calendar date (got {day[:40]!r})")
     match = _TIME.fullmatch(clock)
@@ -96,10 +92,39 @@ def _timestamp(values: dict[str, str]) -> str:
     return f"{day}T{clock}Z" if match.group(1) else f"{day}T{clock}.000Z"
 
 
-def _int(name: str, value: str) -> int:
-    if value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    raise AccessFieldError(f"{name}: expected a whole number (got {value[:40]!r})")
+def _timestamp(values: dict[str, str]) -> str:
+    given = values.get("@timestamp")
+    if given and given != "-":
+        return given
+    day = values.get("date")
+    clock = values.get("time")
+    if not day or not clock or day == "-" or clock == "-":
+        raise AccessFieldError("no date and time fields (W3C times are required)")
+    return _w3c_timestamp(day, clock)
+
+
+_NUMERIC: Final = (
+    "s-port",
+    "c-port",
+    "sc-status",
+    "sc-substatus",
+    "sc-win32-status",
+    "sc-bytes",
+    "cs-bytes",
+    "time-taken",
+)
+
+
+def _numeric_error(values: dict[str, str]) -> AccessFieldError:
+    # The slow path after int() failed somewhere: name the field for the dead letter.
+    for name in _NUMERIC:
+        value = values.get(name)
+        if value and value != "-":
+            try:
+                int(value)
+            except ValueError:
+                return AccessFieldError(f"{name}: expected a whole number (got {value[:40]!r})")
+    return AccessFieldError("a numeric field is not a number")
 
 
 @lru_cache(maxsize=65_536)
@@ -190,9 +215,35 @@ def build_access_event(
 
 
 def build_from_text(
-    values: dict[str, str], *, text: str, offset: int, source: Source, fmt: str = "w3c"
+    values: dict[str, str],
+    *,
+    text: str,
+    offset: int,
+    source: Source,
+    fmt: str = "w3c",
+    custom: Collection[str] | None = None,
 ) -> Event:
-    """`build_access_event` for a caller that already decoded the line (saves a decode)."""
+    """`build_access_event` for a caller that already decoded the line (saves a decode).
+
+    `custom` names the keys of `values` that are custom fields, when the caller knows them
+    already (the W3C parser works them out once per `#Fields`); None works them out here.
+    """
+    try:
+        return _build(values, text, offset, source, fmt, custom)
+    except AccessFieldError:
+        raise
+    except ValueError:
+        raise _numeric_error(values) from None
+
+
+def _build(
+    values: dict[str, str],
+    text: str,
+    offset: int,
+    source: Source,
+    fmt: str,
+    custom: Collection[str] | None,
+) -> Event:
     g = values.get
     event: dict[str, Any] = {
         "kind": "event",
@@ -220,7 +271,7 @@ def build_from_text(
             related_ip.append(ip)
     v = g("c-port")
     if v and v != "-":
-        src["port"] = _int("c-port", v)
+        src["port"] = int(v)
     if src:
         doc["source"] = src
 
@@ -234,7 +285,7 @@ def build_from_text(
                 related_ip.append(ip)
     v = g("s-port")
     if v and v != "-":
-        dst["port"] = _int("s-port", v)
+        dst["port"] = int(v)
     domain: str | None = None
     host_port: int | None = None
     v = g("cs-host")
@@ -258,13 +309,13 @@ def build_from_text(
         request["referrer"] = v.replace("+", " ")
     v = g("cs-bytes")
     if v and v != "-":
-        request["body"] = {"bytes": _int("cs-bytes", v)}
+        request["body"] = {"bytes": int(v)}
     v = g("sc-bytes")
     if v and v != "-":
-        response["body"] = {"bytes": _int("sc-bytes", v)}
+        response["body"] = {"bytes": int(v)}
     v = g("sc-status")
     if v and v != "-":
-        status = _int("sc-status", v)
+        status = int(v)
         response["status_code"] = status
         event["outcome"] = "success" if status < 400 else "failure"
     http: dict[str, Any] = {}
@@ -319,15 +370,15 @@ def build_from_text(
 
     v = g("time-taken")
     if v and v != "-":
-        event["duration"] = _int("time-taken", v) * 1_000_000
+        event["duration"] = int(v) * 1_000_000
 
     # -- iis.access
     v = g("sc-substatus")
     if v and v != "-":
-        iis["sub_status"] = _int("sc-substatus", v)
+        iis["sub_status"] = int(v)
     v = g("sc-win32-status")
     if v and v != "-":
-        iis["win32_status"] = _int("sc-win32-status", v)
+        iis["win32_status"] = int(v)
     v = g("s-sitename")
     if v and v != "-":
         iis["site_name"] = v
@@ -352,12 +403,11 @@ def build_from_text(
                 # Not added to related.ip: Elastic's pipeline leaves it out, and rules
                 # written for it look at network.forwarded_ip.
                 doc["network"] = {"forwarded_ip": fip}
-    if len(values) > 1:
-        extra = values.keys() - KNOWN_FIELDS
-        if extra:
-            custom = {_custom_key(k): values[k] for k in extra if values[k] not in ("", "-")}
-            if custom:
-                iis["custom"] = custom
+    extra = values.keys() - KNOWN_FIELDS if custom is None else custom
+    if extra:
+        found = {_custom_key(k): values[k] for k in extra if values.get(k) not in (None, "", "-")}
+        if found:
+            iis["custom"] = found
     if iis:
         doc["iis"] = {"access": iis}
 

@@ -10,6 +10,7 @@ invalid UTF-8 becomes U+FFFD.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote
 
@@ -38,12 +39,14 @@ def decode_once(value: str, *, plus_as_space: bool = False) -> str:
     return unquote(value, encoding="utf-8", errors="replace")
 
 
+@lru_cache(maxsize=16_384)
 def decode_path(path: str) -> tuple[str, str]:
     """The path decoded once and twice (`+` is a literal plus in a path)."""
     once = decode_once(path)
     return once, decode_once(once)
 
 
+@lru_cache(maxsize=16_384)
 def decode_query(query: str) -> tuple[str, str]:
     """The query decoded once and twice, `+` read as a space each time."""
     once = decode_once(query, plus_as_space=True)

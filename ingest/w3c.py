@@ -130,6 +130,7 @@ class W3CParser:
     def __init__(self, source: Source, *, tz: str | None = None) -> None:
         self._source = source
         self._fields: tuple[str, ...] | None = None
+        self._custom: tuple[str, ...] = ()
         self.software: str | None = None
 
     @property
@@ -146,9 +147,9 @@ class W3CParser:
     def restore(self, state: dict[str, Any]) -> None:
         fields = state.get("fields")
         if isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields):
-            self._fields = canonical_fields(fields)
+            self._set_fields(canonical_fields(fields))
         else:
-            self._fields = None
+            self._set_fields(None)
         software = state.get("software")
         self.software = software if isinstance(software, str) else None
 
@@ -177,15 +178,18 @@ class W3CParser:
         tokens = text.split(" ")
         fields = self._fields
         values: dict[str, str] | None
+        custom: tuple[str, ...] | None = self._custom
         if fields is not None and len(tokens) == len(fields):
             values = dict(zip(fields, tokens, strict=True))
         else:
-            values = self._fallback(tokens, text)
+            values, custom = self._fallback(tokens, text), None
             if values is None:
                 return DeadLetter(
                     raw=line, reason=self._mismatch(tokens), offset=offset, format="w3c"
                 )
-        return build_from_text(values, text=text, offset=offset, source=self._source, fmt="w3c")
+        return build_from_text(
+            values, text=text, offset=offset, source=self._source, fmt="w3c", custom=custom
+        )
 
     def _fallback(self, tokens: list[str], text: str) -> dict[str, str] | None:
         fields = self._fields
@@ -207,11 +211,15 @@ class W3CParser:
             "fields of these shapes"
         )
 
+    def _set_fields(self, fields: tuple[str, ...] | None) -> None:
+        self._fields = fields
+        self._custom = tuple(n for n in fields or () if n not in KNOWN_FIELDS)
+
     def _directive(self, text: str) -> None:
         name, _, value = text[1:].partition(":")
         key = name.strip().lower()
         if key == "fields":
             names = value.split()
-            self._fields = canonical_fields(names) if names else None
+            self._set_fields(canonical_fields(names) if names else None)
         elif key == "software":
             self.software = value.strip()
