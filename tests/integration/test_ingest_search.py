@@ -37,8 +37,10 @@ def write_log(path: Path, month: date, n: int, *, malformed: list[bytes] = ()) -
         secs = i % 86400
         t = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
         ip = f"198.51.100.{i % 250 + 1}"
-        uri, query = ("/uploads/sh3ll.aspx", "cmd=Cmd.ExE+/c+whoami") if i == 7 else (
-            f"/page{i % 40}.aspx", "-"
+        uri, query = (
+            ("/uploads/sh3ll.aspx", "cmd=Cmd.ExE+/c+whoami")
+            if i == 7
+            else (f"/page{i % 40}.aspx", "-")
         )
         lines.append(
             f"{day} {t} 10.0.0.5 GET {uri} {query} 443 - {ip} "
@@ -60,8 +62,12 @@ def refresh(es: Elasticsearch) -> None:
 
 
 def test_ingested_events_are_searchable_and_reingest_adds_nothing(
-    tmp_path: Path, test_month: date, host_name: str, writer_es: Elasticsearch,
-    reader_es: Elasticsearch, admin_es: Elasticsearch,
+    tmp_path: Path,
+    test_month: date,
+    host_name: str,
+    writer_es: Elasticsearch,
+    reader_es: Elasticsearch,
+    admin_es: Elasticsearch,
 ) -> None:
     log = write_log(tmp_path / "u_ex000101.log", test_month, 12_345)
     first = ingest_files(writer_es, [log], host_name=host_name)
@@ -83,21 +89,32 @@ def test_ingested_events_are_searchable_and_reingest_adds_nothing(
 
 
 def test_case_and_encoding_tricks_match_the_lowercase_decoded_fields(
-    tmp_path: Path, test_month: date, host_name: str, writer_es: Elasticsearch,
-    reader_es: Elasticsearch, admin_es: Elasticsearch,
+    tmp_path: Path,
+    test_month: date,
+    host_name: str,
+    writer_es: Elasticsearch,
+    reader_es: Elasticsearch,
+    admin_es: Elasticsearch,
 ) -> None:
     log = write_log(tmp_path / "u_ex000102.log", test_month, 20)
     ingest_files(writer_es, [log], host_name=host_name)
     refresh(admin_es)
     rng = month_range(test_month)
-    for q in ("iiswatch.url.query:*cmd.exe*", "iiswatch.url.query:*CMD.EXE*",
-              "iiswatch.url.query.text:whoami"):
+    for q in (
+        "iiswatch.url.query:*cmd.exe*",
+        "iiswatch.url.query:*CMD.EXE*",
+        "iiswatch.url.query.text:whoami",
+    ):
         assert count(reader_es, q, rng) == 1, q
 
 
 def test_malformed_lines_land_in_the_dead_letter_index_with_raw_text_and_reason(
-    tmp_path: Path, test_month: date, host_name: str, writer_es: Elasticsearch,
-    reader_es: Elasticsearch, admin_es: Elasticsearch,
+    tmp_path: Path,
+    test_month: date,
+    host_name: str,
+    writer_es: Elasticsearch,
+    reader_es: Elasticsearch,
+    admin_es: Elasticsearch,
 ) -> None:
     bad = [b"2001-01-01 garbage \xff\xfe line", b"not a log line at all"]
     log = write_log(tmp_path / "u_ex000103.log", test_month, 10, malformed=bad)
@@ -105,7 +122,9 @@ def test_malformed_lines_land_in_the_dead_letter_index_with_raw_text_and_reason(
     assert (summary.indexed, summary.dead_lettered) == (10, 2)
     refresh(admin_es)
     hits = reader_es.search(
-        index=DEADLETTER_ALIAS, query={"term": {"host.name": host_name}}, size=10,
+        index=DEADLETTER_ALIAS,
+        query={"term": {"host.name": host_name}},
+        size=10,
         sort=[{"log.offset": "asc"}],
     )["hits"]["hits"]
     assert len(hits) == 2
@@ -126,7 +145,10 @@ def test_setup_run_twice_changes_nothing_the_second_time(admin_es: Elasticsearch
 
 
 def test_writer_credentials_cannot_read_or_delete(
-    tmp_path: Path, test_month: date, host_name: str, writer_es: Elasticsearch,
+    tmp_path: Path,
+    test_month: date,
+    host_name: str,
+    writer_es: Elasticsearch,
 ) -> None:
     ingest_files(writer_es, [write_log(tmp_path / "u.log", test_month, 3)], host_name=host_name)
     suffix = f"{test_month.year}.{test_month.month:02d}"
@@ -145,11 +167,18 @@ def test_reader_credentials_cannot_write(reader_es: Elasticsearch) -> None:
 
 def test_wrong_password_fails_with_exit_code_3(admin_es: Elasticsearch) -> None:
     conn = admin_es._iiswatch_conn  # type: ignore[attr-defined]
-    env = dict(os.environ, IISWATCH_ES_URL=conn.url, IISWATCH_ES_USERNAME="iiswatch_reader",
-               IISWATCH_ES_PASSWORD="definitely-wrong")
+    env = dict(
+        os.environ,
+        IISWATCH_ES_URL=conn.url,
+        IISWATCH_ES_USERNAME="iiswatch_reader",
+        IISWATCH_ES_PASSWORD="definitely-wrong",
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "iiswatch.cli.main", "search", "*", "--count"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 3, proc.stderr
     assert "rejected the credentials" in proc.stderr
@@ -165,16 +194,19 @@ def test_cli_ingest_json_summary_and_search_json(
     cli = [sys.executable, "-m", "iiswatch.cli.main"]
     proc = subprocess.run(
         [*cli, "ingest", str(log), "--host-name", host_name, "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["indexed"] == 50 and summary["dead_lettered"] == 0
     refresh(admin_es)
     proc = subprocess.run(
-        [*cli, "search", "url.path:\\/uploads\\/*", "--from", f"{test_month}T00:00:00Z",
-         "--json"],
-        capture_output=True, text=True, timeout=60,
+        [*cli, "search", "url.path:\\/uploads\\/*", "--from", f"{test_month}T00:00:00Z", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     hits = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -187,14 +219,29 @@ def test_demo_finds_the_planted_web_shell_and_its_single_client(
     day = test_month.replace(day=15)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "iiswatch.cli.main", "demo", "--out", str(tmp_path),
-             "--day", day.isoformat(), "--requests", "3000"],
-            capture_output=True, text=True, timeout=300, env=dict(os.environ, COLUMNS="200"),
+            [
+                sys.executable,
+                "-m",
+                "iiswatch.cli.main",
+                "demo",
+                "--out",
+                str(tmp_path),
+                "--day",
+                day.isoformat(),
+                "--requests",
+                "3000",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, COLUMNS="200"),
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
         assert "found the planted attacker and web shell" in proc.stdout
     finally:
         admin_es.delete_by_query(
-            index=DEADLETTER_ALIAS, query={"term": {"host.name": "web01.demo.example"}},
-            refresh=True, ignore_unavailable=True,
+            index=DEADLETTER_ALIAS,
+            query={"term": {"host.name": "web01.demo.example"}},
+            refresh=True,
+            ignore_unavailable=True,
         )

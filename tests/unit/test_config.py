@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from iiswatch.config import Credentials, Purpose, connection_for, load_settings, save_local_credentials
+from iiswatch.config import (
+    Credentials,
+    Purpose,
+    connection_for,
+    load_settings,
+    save_local_credentials,
+)
 from iiswatch.errors import ConfigError
 
 
@@ -12,8 +18,13 @@ from iiswatch.errors import ConfigError
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("IISWATCH_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("IISWATCH_CONFIG", str(tmp_path / "config.toml"))
-    for var in ("IISWATCH_ES_URL", "IISWATCH_ES_API_KEY", "IISWATCH_ES_USERNAME",
-                "IISWATCH_ES_PASSWORD", "IISWATCH_ES_CA_CERTS"):
+    for var in (
+        "IISWATCH_ES_URL",
+        "IISWATCH_ES_API_KEY",
+        "IISWATCH_ES_USERNAME",
+        "IISWATCH_ES_PASSWORD",
+        "IISWATCH_ES_CA_CERTS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
@@ -22,10 +33,15 @@ def _local_node(home: Path) -> None:
     d = home / "state" / "es"
     d.mkdir(parents=True)
     (d / "elastic.password").write_text("pw\n")
-    (d / "connection.json").write_text(json.dumps({
-        "url": "http://127.0.0.1:9250", "username": "elastic",
-        "password_file": str(d / "elastic.password"),
-    }))
+    (d / "connection.json").write_text(
+        json.dumps(
+            {
+                "url": "http://127.0.0.1:9250",
+                "username": "elastic",
+                "password_file": str(d / "elastic.password"),
+            }
+        )
+    )
 
 
 def test_without_any_configuration_the_error_says_to_start_a_node(home: Path) -> None:

@@ -30,7 +30,9 @@ def test_last_line_without_newline_is_read_and_invalid_utf8_is_kept_as_bytes(
     assert lines_of(p) == [(b"x", 0), (b"\xff\xfe tail", 2)]
 
 
-def test_lines_spanning_read_chunks_are_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lines_spanning_read_chunks_are_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import iiswatch.ingest.files as files
 
     monkeypatch.setattr(files, "CHUNK", 7)  # tiny reads: every line crosses a boundary

@@ -26,7 +26,9 @@ def test_since_is_relative_to_now_and_excludes_from_and_to() -> None:
 def test_naive_times_are_taken_as_utc() -> None:
     r = TimeRange.from_options(None, "2026-11-26T10:00:00", "2026-11-26T11:00:00Z")
     assert r.filter() == {
-        "range": {"@timestamp": {"gte": "2026-11-26T10:00:00+00:00", "lt": "2026-11-26T11:00:00+00:00"}}
+        "range": {
+            "@timestamp": {"gte": "2026-11-26T10:00:00+00:00", "lt": "2026-11-26T11:00:00+00:00"}
+        }
     }
 
 
@@ -36,9 +38,9 @@ def test_star_query_matches_all_within_the_range() -> None:
 
 
 def test_events_go_to_monthly_indices_by_event_time_and_dead_letters_to_their_own() -> None:
-    assert index_for({"@timestamp": "2026-11-26T10:00:00Z", "event": {"dataset": "iis.access"}}) == (
-        "iis-access-2026.11"
-    )
+    assert index_for(
+        {"@timestamp": "2026-11-26T10:00:00Z", "event": {"dataset": "iis.access"}}
+    ) == ("iis-access-2026.11")
     assert index_for({"@timestamp": "2026-01-02T00:00:00Z", "event": {"dataset": "iis.error"}}) == (
         "iis-error-2026.01"
     )
