@@ -80,5 +80,5 @@ def test_environment_beats_the_config_file_and_per_purpose_credentials_apply(hom
 
 def test_unknown_config_keys_are_errors_naming_the_key(home: Path) -> None:
     (home / "config.toml").write_text('[elasticsearch]\nurll = "x"\n')
-    with pytest.raises(ConfigError, match="elasticsearch.urll"):
+    with pytest.raises(ConfigError, match=r"elasticsearch\.urll"):
         load_settings()
