@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import ConnectionError as ESConnectionError
+from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
 from iiswatch import paths
 from iiswatch.elastic.java import find_java
@@ -698,12 +700,16 @@ def status() -> NodeStatus:
 def _short_error(e: Exception) -> str:
     if isinstance(e, ApiError):
         return f"HTTP {e.status_code}: {e.message}"
+    if isinstance(e, ESConnectionError | ESConnectionTimeout):
+        return "connection refused or timed out (starting, or hung: see `iiswatch es logs`)"
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def down(timeout: float = 60.0, progress: Progress = _quiet) -> bool:
     """Stop the node: SIGTERM, then SIGKILL after `timeout` seconds. False if it was not running."""
     lay = layout()
+    if not lay.pid_file.exists():
+        return False
     with _locked(lay):
         pid = running_pid(lay)
         if pid is None:
