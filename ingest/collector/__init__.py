@@ -1,0 +1,1 @@
+"""The collector: receives agent batches, archives the raw bytes, and indexes the events."""
