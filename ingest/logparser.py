@@ -12,11 +12,10 @@ import importlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from iiswatch.errors import UsageError
 from iiswatch.ingest.model import FORMATS, DeadLetter, Event, Source
 from iiswatch.ingest.parser import FormatParser
 from iiswatch.ingest.w3c import W3CParser
-
-from iiswatch.errors import UsageError
 
 # format -> (module, class); each class is built as `Parser(source, *, tz=tz)`.
 _PARSERS: dict[str, tuple[str, str]] = {

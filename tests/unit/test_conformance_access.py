@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Source
 
