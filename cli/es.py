@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from iiswatch.cli.output import err, out, print_json
 from iiswatch.elastic import node
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
 
@@ -20,8 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-out = Console()
-err = Console(stderr=True)
 
 
 @contextlib.contextmanager
@@ -30,6 +28,8 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except IiswatchError as e:
+        if os.environ.get("IISWATCH_DEBUG"):
+            raise  # `iiswatch --debug`: the main CLI prints the traceback and the same two lines
         # Text, not markup: messages can quote log lines, which may contain [brackets].
         err.print(Text.assemble(("error: ", "bold red"), e.message), soft_wrap=True)
         if e.hint:
@@ -83,7 +83,7 @@ def status(
         st = node.status()
     code = 0 if st.answering else EXIT_BACKEND
     if as_json:
-        print(json.dumps(st.to_dict(), indent=2))
+        print_json(st.to_dict())
         raise typer.Exit(code)
     if not st.running:
         out.print("Elasticsearch is [bold]not running[/] (start it with `iiswatch es up`)")

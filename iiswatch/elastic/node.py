@@ -407,16 +407,16 @@ def _run_as() -> _RunAs:
     return _RunAs(entry.pw_uid, entry.pw_gid)
 
 
-def _check_reachable(run_as: _RunAs, install: Path, lay: Layout) -> None:
-    """As root, make sure `iiswatch-es` can read the install and write the state dir (a home
-    directory such as /root is usually closed to other users)."""
+def _check_reachable(run_as: _RunAs, checks: list[tuple[Path, str]]) -> None:
+    """As root, make sure `iiswatch-es` can get at the install and the state dir: a home
+    directory such as /root is usually closed to other users. `checks` are `test` operators."""
     if run_as.uid is None:
         return
-    for path, test in ((install / "bin" / "elasticsearch", "-x"), (lay.data, "-w")):
-        ok = subprocess.run(["test", test, str(path)], check=False, **run_as.popen_kwargs())
+    for path, op in checks:
+        ok = subprocess.run(["test", op, str(path)], check=False, **run_as.popen_kwargs())
         if ok.returncode != 0:
             blocker = next(
-                (p for p in reversed(path.parents) if not (p.stat().st_mode & stat.S_IXOTH)),
+                (p for p in [*reversed(path.parents), path] if not p.stat().st_mode & stat.S_IXOTH),
                 path,
             )
             raise NodeError(
@@ -482,7 +482,7 @@ def _prepare(
     yml = lay.config / "elasticsearch.yml"
     yml.write_text(_elasticsearch_yml(lay, http_port, _transport_port(http_port)))
     run_as.chown(yml)
-    _check_reachable(run_as, install, lay)
+    _check_reachable(run_as, [(install / "bin" / "elasticsearch", "-x"), (lay.data, "-w")])
 
     keystore = lay.config / "elasticsearch.keystore"
     if not lay.password_file.exists():
@@ -603,8 +603,12 @@ def up(
                 hint="stop it, or pick another port with --port / IISWATCH_ES_PORT",
             )
         java = find_java()
-        install = ensure_installed(version, progress)
         run_as = _run_as()
+        # Before a 130 MB download: can the node user get into the cache and state dirs?
+        for d in (paths.cache_dir(), lay.root):
+            d.mkdir(parents=True, exist_ok=True)
+        _check_reachable(run_as, [(paths.cache_dir(), "-x"), (lay.root.parent, "-x")])
+        install = ensure_installed(version, progress)
         env = _node_env(install, java.home, lay, heap, run_as)
         progress("configuring the node")
         _prepare(lay, install, env, run_as, port, progress)
