@@ -9,6 +9,7 @@ import sys
 import traceback
 
 import typer
+from iiswatch.cli import agent as agent_cli
 from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
@@ -30,6 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(es_cli.app, name="es")
+app.add_typer(agent_cli.app, name="agent")
 logs_cli.register(app)
 app.command()(demo_cli.demo)
 
