@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from iiswatch.ingest.httperr import HttpErrParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
+from tests.unit.conformance import CORPUS
 
-CORPUS = Path("/work/shared/conformance/iis")
 FOLDERS = ("beats-error", "integrations-error")
 THRESHOLD = 98.0
 
