@@ -84,8 +84,18 @@ def main() -> None:
             # iiswatch ingest, as a user runs it, in a child process to measure its RSS
             t = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "iiswatch.cli.main", "ingest", str(log), "--json",
-                 "--host-name", "bench-ours", "--chunk-size", str(args.chunk)],
+                [
+                    sys.executable,
+                    "-m",
+                    "iiswatch.cli.main",
+                    "ingest",
+                    str(log),
+                    "--json",
+                    "--host-name",
+                    "bench-ours",
+                    "--chunk-size",
+                    str(args.chunk),
+                ],
                 stdout=subprocess.PIPE,
             )
             stdout = proc.stdout.read() if proc.stdout else b""
@@ -100,8 +110,10 @@ def main() -> None:
     raw = args.lines / raw_s
     ours = summary["indexed"] / ours_s
     print(f"raw _bulk of pre-rendered docs : {raw:>9,.0f} docs/s ({raw_s:.1f} s)")
-    print(f"iiswatch ingest (whole command): {ours:>9,.0f} docs/s ({ours_s:.1f} s, "
-          f"{summary['indexed']:,} indexed)")
+    print(
+        f"iiswatch ingest (whole command): {ours:>9,.0f} docs/s ({ours_s:.1f} s, "
+        f"{summary['indexed']:,} indexed)"
+    )
     print(f"ratio iiswatch / raw           : {ours / raw:.2f}   (goal >= 0.85)")
     print(f"iiswatch ingest peak RSS       : {usage.ru_maxrss / 1024:.0f} MB")
 

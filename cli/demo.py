@@ -11,19 +11,19 @@ from pathlib import Path
 
 import typer
 from elasticsearch import Elasticsearch
-from iiswatch.cli.output import err, out
-from iiswatch.cli.render import print_search_result
-from iiswatch.ingest.batch import ingest_files
-from iiswatch.ingest.files import expand_inputs
 from rich.markup import escape
 from rich.panel import Panel
 
 from iiswatch import paths
+from iiswatch.cli.output import err, out
+from iiswatch.cli.render import print_search_result
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import backend_errors, client_for
 from iiswatch.elastic.indices import DEADLETTER_ALIAS
 from iiswatch.elastic.search import SearchResult, TimeRange, count, run_search
 from iiswatch.errors import BackendUnavailable
+from iiswatch.ingest.batch import ingest_files
+from iiswatch.ingest.files import expand_inputs
 from iiswatch.samples import SampleManifest, write_sample_day
 
 DEMO_HOST = "web01.demo.example"

@@ -7,21 +7,21 @@ import sys
 
 import orjson
 import typer
-from iiswatch.cli.output import err, out, print_json, print_json_line
-from iiswatch.cli.render import print_search_result
-from iiswatch.ingest.batch import IngestSummary, ingest_files
-from iiswatch.ingest.files import expand_inputs
-from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats
-from iiswatch.ingest.pipeline import parse_file
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from iiswatch.cli.output import err, out, print_json, print_json_line
+from iiswatch.cli.render import print_search_result
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import backend_errors, client_for
 from iiswatch.elastic.search import DEFAULT_FIELDS, TimeRange, count, run_search
 from iiswatch.elastic.setup import run_setup
 from iiswatch.errors import EXIT_BACKEND, UsageError
+from iiswatch.ingest.batch import IngestSummary, ingest_files
+from iiswatch.ingest.files import expand_inputs
+from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats
+from iiswatch.ingest.pipeline import parse_file
 
 FORMAT_HELP = f"Log format: {', '.join(FORMATS)}. Detected from the file when omitted."
 TZ_HELP = "IANA time zone of local-time formats (IIS log format); default: this machine's."

@@ -9,14 +9,14 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
+
+from iiswatch import __version__
 from iiswatch.cli import agent as agent_cli
 from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
 from iiswatch.cli.output import err
-from rich.markup import escape
-
-from iiswatch import __version__
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
 
 app = typer.Typer(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from iiswatch.cli.output import out
 from rich.markup import escape
 from rich.table import Table
 
+from iiswatch.cli.output import out
 from iiswatch.elastic.search import SearchResult, get_field
 
 _MIN_WIDTH = {"@timestamp": 24, "source.ip": 15}

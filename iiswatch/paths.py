@@ -11,17 +11,27 @@ def _xdg(var: str, default: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / default)
 
 
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def state_dir() -> Path:
-    """Node data, generated credentials, checkpoints: `$IISWATCH_HOME`, else XDG data home."""
+    """Node data, generated credentials, checkpoints: `$IISWATCH_HOME`, else XDG data home
+    (as root /var/lib/iiswatch: the node runs as its own user, which cannot enter /root)."""
     if env := os.environ.get("IISWATCH_HOME"):
         return Path(env)
+    if _is_root():
+        return Path("/var/lib/iiswatch")
     return _xdg("XDG_DATA_HOME", ".local/share") / "iiswatch"
 
 
 def cache_dir() -> Path:
-    """Downloads that can be fetched again (the Elasticsearch distribution)."""
+    """Downloads that can be fetched again (the Elasticsearch distribution); as root
+    /var/cache/iiswatch, for the same reason as state_dir()."""
     if env := os.environ.get("IISWATCH_CACHE"):
         return Path(env)
+    if _is_root():
+        return Path("/var/cache/iiswatch")
     return _xdg("XDG_CACHE_HOME", ".cache") / "iiswatch"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch
+
 from iiswatch.ingest.model import ParseStats
 from iiswatch.ingest.pipeline import Action, parse_file, to_action
 from iiswatch.ingest.sink_es import BulkSink, IndexCounts, now_iso

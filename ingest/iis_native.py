@@ -12,10 +12,10 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
-from iiswatch.ingest.ecs_access import AccessFieldError, build_access_event
-from iiswatch.ingest.model import DeadLetter, Event, Source
 
 from iiswatch.errors import ConfigError
+from iiswatch.ingest.ecs_access import AccessFieldError, build_access_event
+from iiswatch.ingest.model import DeadLetter, Event, Source
 
 FORMAT: Final = "iis"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from iiswatch.ingest.model import DeadLetter, Event, Source
+from iiswatch.ingest.model import DeadLetter, Event
 
 
 class FormatParser(Protocol):

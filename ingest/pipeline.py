@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iiswatch.elastic.indices import index_for
 from iiswatch.ingest.files import file_identity, iter_lines, open_log
 from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Event, ParseStats, Source
-
-from iiswatch.elastic.indices import index_for
 
 Action = dict[str, Any]
 

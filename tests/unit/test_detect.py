@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from iiswatch.ingest.detect import detect_format
 from iiswatch.ingest.model import FORMATS
 

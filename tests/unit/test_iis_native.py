@@ -13,10 +13,10 @@ import pytest
 import tzlocal
 from hypothesis import given
 from hypothesis import strategies as st
-from iiswatch.ingest.iis_native import FIELDS, IisNativeParser, local_to_utc, split_columns
-from iiswatch.ingest.model import DeadLetter, Source
 
 from iiswatch.errors import ConfigError
+from iiswatch.ingest.iis_native import FIELDS, IisNativeParser, local_to_utc, split_columns
+from iiswatch.ingest.model import DeadLetter, Source
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SOURCE = Source(

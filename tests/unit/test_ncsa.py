@@ -11,6 +11,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from iiswatch.ingest.model import DeadLetter, Source
 from iiswatch.ingest.ncsa import NcsaParser, ncsa_time_to_utc, split_request
 
