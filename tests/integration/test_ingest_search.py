@@ -15,6 +15,7 @@ from iiswatch.elastic.indices import DEADLETTER_ALIAS
 from iiswatch.elastic.search import TimeRange, count, run_search
 from iiswatch.elastic.setup import run_setup
 from iiswatch.ingest.batch import ingest_files
+from tests.integration.conftest import delete_matching
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +158,7 @@ def test_writer_credentials_cannot_read_or_delete(
     with pytest.raises(AuthorizationException):
         writer_es.indices.delete(index=f"iis-access-{suffix}")
     with pytest.raises(AuthorizationException):
-        writer_es.delete_by_query(index=f"iis-access-{suffix}", query={"match_all": {}})
+        writer_es.delete(index=f"iis-access-{suffix}", id="any")
 
 
 def test_reader_credentials_cannot_write(reader_es: Elasticsearch) -> None:
@@ -239,9 +240,4 @@ def test_demo_finds_the_planted_web_shell_and_its_single_client(
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
         assert "found the planted attacker and web shell" in proc.stdout
     finally:
-        admin_es.delete_by_query(
-            index=DEADLETTER_ALIAS,
-            query={"term": {"host.name": "web01.demo.example"}},
-            refresh=True,
-            ignore_unavailable=True,
-        )
+        delete_matching(admin_es, DEADLETTER_ALIAS, {"term": {"host.name": "web01.demo.example"}})
