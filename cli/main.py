@@ -16,6 +16,7 @@ from iiswatch.cli import agent as agent_cli
 from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
+from iiswatch.cli import rules as rules_cli
 from iiswatch.cli.output import err
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
 
@@ -31,6 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(es_cli.app, name="es")
+app.add_typer(rules_cli.app, name="rules")
 app.add_typer(agent_cli.app, name="agent")
 logs_cli.register(app)
 app.command()(demo_cli.demo)
