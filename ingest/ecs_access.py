@@ -16,7 +16,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, Final
 
-from iiswatch.ingest.model import Event, Source
+from iiswatch.ingest.model import Event, LineError, Source
 from iiswatch.ingest.normalize import detection_url
 from iiswatch.ingest.useragent import parse_user_agent
 
@@ -62,7 +62,7 @@ _TIME: Final = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?")
 _MARKDOWN_LINK: Final = re.compile(r"\[([^\]\s]+)\]\(https?://\1/?\)")
 
 
-class AccessFieldError(ValueError):
+class AccessFieldError(LineError):
     """A value cannot stand in an event (no valid timestamp, a count that is not a number).
 
     Parsers turn it into a dead letter with this message as the reason.

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from iiswatch.ingest.ecs_access import ECS_VERSION, ip_of
-from iiswatch.ingest.model import Event, Source
+from iiswatch.ingest.model import Event, LineError, Source
 from iiswatch.ingest.normalize import detection_url
 
 DATASET = "iis.error"
@@ -18,7 +18,7 @@ _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _INT = re.compile(r"^\d+$")
 
 
-class FieldError(ValueError):
+class FieldError(LineError):
     """A field holds a value its column cannot hold; the parser turns it into a dead letter."""
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from iiswatch.ingest.ecs_error import FieldError, build_error_event
+from iiswatch.ingest.ecs_error import build_error_event
 from iiswatch.ingest.model import DeadLetter, Event, Source
+from iiswatch.ingest.parser import LineParser
 
 FORMAT = "httperr"
 
@@ -23,7 +24,7 @@ KNOWN_LAYOUTS: dict[int, tuple[str, ...]] = {
 _REQUIRED = ("date", "time")
 
 
-class HttpErrParser:
+class HttpErrParser(LineParser):
     """FormatParser for HTTPERR files. Times are UTC in this format, so `tz` is not used."""
 
     format_name = FORMAT
@@ -32,17 +33,7 @@ class HttpErrParser:
         self.source = source
         self._fields: tuple[str, ...] | None = None
 
-    def feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        try:
-            return self._feed(line, offset)
-        except Exception as exc:  # the contract: a line never stops the file
-            return self._dead(line, offset, f"unexpected {type(exc).__name__}: {exc}")
-
-    def _feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        raw = line.rstrip(b"\r\n")
-        text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
-        if not text.strip():
-            return None
+    def parse(self, raw: bytes, text: str, offset: int) -> Event | DeadLetter | None:
         if text.startswith("#"):
             return self._directive(raw, text, offset)
         tokens = text.split()
@@ -51,21 +42,18 @@ class HttpErrParser:
             fields = KNOWN_LAYOUTS.get(len(tokens))
             if fields is None:
                 widths = "/".join(str(n) for n in KNOWN_LAYOUTS)
-                return self._dead(
+                return self.dead(
                     raw,
                     offset,
                     f"no #Fields header and {len(tokens)} columns match no known HTTPERR "
                     f"layout ({widths} columns)",
                 )
         elif len(tokens) != len(fields):
-            return self._dead(
+            return self.dead(
                 raw, offset, f"#Fields names {len(fields)} columns but the line has {len(tokens)}"
             )
         values = dict(zip(fields, tokens, strict=True))
-        try:
-            return build_error_event(values, raw=raw, offset=offset, source=self.source)
-        except FieldError as exc:
-            return self._dead(raw, offset, str(exc))
+        return build_error_event(values, raw=raw, offset=offset, source=self.source)
 
     def _directive(self, raw: bytes, text: str, offset: int) -> DeadLetter | None:
         name, _, rest = text[1:].partition(":")
@@ -75,12 +63,9 @@ class HttpErrParser:
             if missing or len(set(fields)) != len(fields):
                 self._fields = None
                 why = f"lacks {', '.join(missing)}" if missing else "repeats a field"
-                return self._dead(raw, offset, f"#Fields directive {why}")
+                return self.dead(raw, offset, f"#Fields directive {why}")
             self._fields = fields
         return None
-
-    def _dead(self, raw: bytes, offset: int, reason: str) -> DeadLetter:
-        return DeadLetter(raw=raw, reason=reason, offset=offset, format=FORMAT)
 
     def state(self) -> dict[str, Any]:
         return {"fields": list(self._fields) if self._fields is not None else None}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Final
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tzlocal
@@ -16,6 +16,7 @@ import tzlocal
 from iiswatch.errors import ConfigError
 from iiswatch.ingest.ecs_access import AccessFieldError, build_access_event
 from iiswatch.ingest.model import DeadLetter, Event, Source
+from iiswatch.ingest.parser import LineParser
 
 FORMAT: Final = "iis"
 
@@ -100,7 +101,7 @@ def local_to_utc(date: str, clock: str, zone: tzinfo) -> str:
     return local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class IisNativeParser:
+class IisNativeParser(LineParser):
     """FormatParser for IIS-format files. Stateless: every line carries all its fields."""
 
     format_name = FORMAT
@@ -112,42 +113,18 @@ class IisNativeParser:
         key = getattr(self.zone, "key", None)
         self.zone_name: str | None = key if key and key != "local" else None
 
-    def feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        try:
-            return self._feed(line, offset)
-        except Exception as exc:  # the contract: a line never stops the file
-            return self._dead(line, offset, f"unexpected {type(exc).__name__}: {exc}")
-
-    def _feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        raw = line.rstrip(b"\r\n")
-        text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
-        if not text.strip():
-            return None
+    def parse(self, raw: bytes, text: str, offset: int) -> Event | DeadLetter | None:
         columns = split_columns(text)
         if columns is None:
-            return self._dead(
+            return self.dead(
                 raw,
                 offset,
                 f"not an IIS-format line: expected {len(FIELDS)} comma-separated fields "
                 "ending with a comma",
             )
         values = dict(zip(FIELDS, columns, strict=True))
-        try:
-            values["@timestamp"] = local_to_utc(values.pop("date"), values.pop("time"), self.zone)
-            event = build_access_event(
-                values, raw=raw, offset=offset, source=self.source, fmt=FORMAT
-            )
-        except AccessFieldError as exc:
-            return self._dead(raw, offset, str(exc))
+        values["@timestamp"] = local_to_utc(values.pop("date"), values.pop("time"), self.zone)
+        event = build_access_event(values, raw=raw, offset=offset, source=self.source, fmt=FORMAT)
         if self.zone_name:
             event["event"]["timezone"] = self.zone_name
         return event
-
-    def _dead(self, raw: bytes, offset: int, reason: str) -> DeadLetter:
-        return DeadLetter(raw=raw, reason=reason, offset=offset, format=FORMAT)
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        return None

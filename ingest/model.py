@@ -61,3 +61,8 @@ class ParseStats:
     directives: int = 0
     dead_letters: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+class LineError(ValueError):
+    """A line's value cannot stand in an event (a bad timestamp, a count that is not a
+    number). Parsers turn it into a dead letter with this message as the reason."""

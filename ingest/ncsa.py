@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Final
 
 from iiswatch.ingest.ecs_access import AccessFieldError, build_access_event
 from iiswatch.ingest.model import DeadLetter, Event, Source
+from iiswatch.ingest.parser import LineParser
 
 FORMAT: Final = "ncsa"
 
@@ -71,7 +72,7 @@ def split_request(request: str) -> dict[str, str]:
     return values
 
 
-class NcsaParser:
+class NcsaParser(LineParser):
     """FormatParser for NCSA Common (and Combined) files. Stateless."""
 
     format_name = FORMAT
@@ -80,20 +81,10 @@ class NcsaParser:
         # Every NCSA line carries its own UTC offset; `tz` is accepted for the common signature.
         self.source = source
 
-    def feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        try:
-            return self._feed(line, offset)
-        except Exception as exc:  # the contract: a line never stops the file
-            return self._dead(line, offset, f"unexpected {type(exc).__name__}: {exc}")
-
-    def _feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        raw = line.rstrip(b"\r\n")
-        text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
-        if not text.strip():
-            return None
+    def parse(self, raw: bytes, text: str, offset: int) -> Event | DeadLetter | None:
         match = _LINE.match(text)
         if match is None:
-            return self._dead(
+            return self.dead(
                 raw,
                 offset,
                 'not an NCSA line: expected host ident user [time] "request" status bytes',
@@ -111,19 +102,5 @@ class NcsaParser:
         if referrer is not None:
             values["cs(Referer)"] = _UNESCAPE.sub(r"\1", referrer)
             values["cs(User-Agent)"] = _UNESCAPE.sub(r"\1", agent)
-        try:
-            values["@timestamp"] = ncsa_time_to_utc(when)
-            return build_access_event(
-                values, raw=raw, offset=offset, source=self.source, fmt=FORMAT
-            )
-        except AccessFieldError as exc:
-            return self._dead(raw, offset, str(exc))
-
-    def _dead(self, raw: bytes, offset: int, reason: str) -> DeadLetter:
-        return DeadLetter(raw=raw, reason=reason, offset=offset, format=FORMAT)
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        return None
+        values["@timestamp"] = ncsa_time_to_utc(when)
+        return build_access_event(values, raw=raw, offset=offset, source=self.source, fmt=FORMAT)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from iiswatch.ingest.ecs_access import KNOWN_FIELDS, AccessFieldError, build_from_text
+from iiswatch.ingest.ecs_access import KNOWN_FIELDS, build_from_text
 from iiswatch.ingest.model import DeadLetter, Event, Source
+from iiswatch.ingest.parser import LineParser
 
 # Field names as IIS spells them, keyed by lower case: `#Fields` names are case-insensitive.
 _CANONICAL: Final = {name.lower(): name for name in KNOWN_FIELDS}
@@ -119,7 +120,7 @@ def match_default_layout(tokens: list[str]) -> dict[str, str] | None:
     return None
 
 
-class W3CParser:
+class W3CParser(LineParser):
     """Streaming parser for one W3C extended log file (`FormatParser`).
 
     `tz` is accepted for a uniform constructor and ignored: W3C times are UTC by definition.
@@ -153,25 +154,7 @@ class W3CParser:
         software = state.get("software")
         self.software = software if isinstance(software, str) else None
 
-    def feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        try:
-            return self._feed(line, offset)
-        except AccessFieldError as exc:
-            return DeadLetter(raw=line, reason=str(exc), offset=offset, format="w3c")
-        except Exception as exc:  # a parser bug must not stop the file: keep the line
-            reason = f"internal parser error: {type(exc).__name__}: {exc}"
-            return DeadLetter(raw=line, reason=reason, offset=offset, format="w3c")
-
-    def _feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
-        text = line.decode("utf-8", errors="replace")
-        if text[-1:] in ("\n", "\r"):
-            text = text.rstrip("\r\n")
-        if text[:1] in ("\ufeff", "\x00"):
-            # A byte-order mark on the first line; NUL runs where IIS preallocated the file
-            # and crashed before writing.
-            text = text.lstrip("\ufeff\x00")
-        if not text or text.isspace():
-            return None
+    def parse(self, raw: bytes, text: str, offset: int) -> Event | DeadLetter | None:
         if text[0] == "#":
             self._directive(text)
             return None
@@ -184,9 +167,7 @@ class W3CParser:
         else:
             values, custom = self._fallback(tokens, text), None
             if values is None:
-                return DeadLetter(
-                    raw=line, reason=self._mismatch(tokens), offset=offset, format="w3c"
-                )
+                return self.dead(raw, offset, self._mismatch(tokens))
         return build_from_text(
             values, text=text, offset=offset, source=self._source, fmt="w3c", custom=custom
         )
