@@ -223,7 +223,7 @@ def test_a_truncated_segment_names_the_bytes_lost(root, key, archived):
     p = writable(fdir(root) / "seg-000001.data")
     size = p.stat().st_size
     os.truncate(p, size - 10)
-    start, end = segment_range(root, 1)
+    _, end = segment_range(root, 1)
     found = problems(root, key)
     assert f"seg-000001.data: file bytes {end - 10}-{end}: truncated: 10 bytes missing" in found[0]
 
