@@ -1,0 +1,235 @@
+"""`iiswatch rules …`: manage detection rules as files — list, show, format, scaffold,
+validate against the real Elasticsearch, run their tests, backtest and run them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from iiswatch.cli.output import err, out, print_json
+from iiswatch.config import Purpose
+from iiswatch.elastic.client import client_for
+from iiswatch.elastic.search import TimeRange, parse_time
+from iiswatch.errors import EXIT_FINDINGS, RuleError, UsageError
+from iiswatch.rules import fmt as rule_fmt
+from iiswatch.rules.loader import (
+    RULES_DIR_ENV,
+    LoadedRule,
+    Problem,
+    default_rules_dir,
+    display,
+    expired_exception_warnings,
+    load_rules,
+    rule_files,
+    scan_rules,
+    select,
+)
+from iiswatch.rules.model import RuleType, format_duration
+
+app = typer.Typer(
+    help="Detection rules as files: list, show, fmt, new, validate, test, backtest, run.",
+    no_args_is_help=True,
+)
+
+RULES_DIR = typer.Option(
+    None,
+    "--rules-dir",
+    envvar=RULES_DIR_ENV,
+    help="Folder of rule files (default: the searches/ installed with iiswatch).",
+)
+RULE_REFS = typer.Option(None, "--rule", "-r", help="Rule id, id prefix or name; repeatable.")
+
+
+def _root(path: Path | None) -> Path:
+    return path if path is not None else default_rules_dir()
+
+
+def _warn(problems: list[Problem]) -> None:
+    for p in problems:
+        err.print(f"[yellow]warning:[/] {escape(str(p))}")
+
+
+def _loaded(path: Path | None, refs: list[str] | None = None) -> list[LoadedRule]:
+    try:
+        loaded = select(load_rules(_root(path)), refs or [])
+    except RuleError as e:
+        for p in e.problems:
+            err.print(escape(p))
+        raise
+    _warn(expired_exception_warnings(loaded, datetime.now(UTC).date()))
+    return loaded
+
+
+@app.command("list")
+def list_rules(
+    rules_dir: Path | None = RULES_DIR,
+    json_out: bool = typer.Option(False, "--json", help="Print the rules as JSON."),
+) -> None:
+    """A table of the rules: id, name, type, severity, status, schedule, file."""
+    loaded = _loaded(rules_dir)
+    if json_out:
+        print_json(
+            [
+                {
+                    "id": lr.rule.rule_id,
+                    "name": lr.rule.name,
+                    "type": lr.rule.type,
+                    "severity": lr.rule.severity,
+                    "risk_score": lr.rule.risk_score,
+                    "status": lr.rule.status,
+                    "interval": format_duration(lr.rule.schedule.interval),
+                    "tests": len(lr.rule.tests),
+                    "path": lr.display_path,
+                }
+                for lr in loaded
+            ]
+        )
+        return
+    table = Table("id", "name", "type", "severity", "status", "every", "tests", "file")
+    for lr in loaded:
+        r = lr.rule
+        table.add_row(
+            r.rule_id[:8],
+            escape(r.name),
+            r.type,
+            r.severity,
+            r.status,
+            format_duration(r.schedule.interval),
+            str(len(r.tests)),
+            escape(lr.display_path),
+        )
+    out.print(table)
+    out.print(f"{len(loaded)} rule(s) in {escape(display(_root(rules_dir)))}")
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="Rule id, id prefix or name."),
+    rules_dir: Path | None = RULES_DIR,
+    json_out: bool = typer.Option(False, "--json", help="Print the rule model as JSON."),
+) -> None:
+    """Show one rule: its file, and the rule as loaded (defaults filled in)."""
+    (lr,) = _loaded(rules_dir, [ref])[:1]
+    if json_out:
+        print_json(lr.rule.model_dump(mode="json", exclude_none=True))
+        return
+    out.print(f"[bold]{escape(lr.rule.name)}[/]  ({lr.rule.rule_id})  {escape(lr.display_path)}")
+    out.print(escape(lr.path.read_text(encoding="utf-8")), end="")
+
+
+@app.command()
+def fmt(
+    path: Path | None = typer.Argument(None, help="A rule file or folder (default: the rules)."),
+    check: bool = typer.Option(
+        False, "--check", help="Change nothing; exit 1 if any file is not formatted."
+    ),
+) -> None:
+    """Format rule files canonically (key order, indentation, test logs as blocks).
+
+    Comments are kept; formatting twice changes nothing.
+    """
+    changed = []
+    for f in rule_files(_root(path)):
+        text = f.read_text(encoding="utf-8")
+        try:
+            new = rule_fmt.format_text(text)
+        except Exception as e:  # a YAML error: validate explains it with its location
+            raise RuleError(
+                f"cannot format {display(f)}: {e}", [], hint="`iiswatch rules validate` first"
+            ) from e
+        if new != text:
+            changed.append(f)
+            if not check:
+                f.write_text(new, encoding="utf-8")
+    for f in changed:
+        out.print(f"{'would reformat' if check else 'reformatted'} {escape(display(f))}")
+    if check and changed:
+        raise typer.Exit(EXIT_FINDINGS)
+    if not changed:
+        out.print("all rule files are formatted")
+
+
+@app.command()
+def new(
+    name: str = typer.Argument(..., help="The rule's name (its title)."),
+    rule_type: str = typer.Option(
+        "match", "--type", "-t", help="match, threshold, cardinality, new_terms or sequence."
+    ),
+    from_search: str | None = typer.Option(
+        None, "--from-search", help="Start from this Lucene query (e.g. one that `search` ran)."
+    ),
+    category: str = typer.Option("custom", "--category", help="Sub-folder of the rules dir."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead."),
+    rules_dir: Path | None = RULES_DIR,
+) -> None:
+    """Scaffold a valid rule file with a test stub, ready to edit."""
+    if rule_type not in RuleType.__args__:  # type: ignore[attr-defined]
+        raise UsageError(
+            f"unknown rule type {rule_type!r}",
+            "use match, threshold, cardinality, new_terms or sequence",
+        )
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "rule"
+    target = output or _root(rules_dir) / category / f"{slug}.yaml"
+    if target.exists():
+        raise UsageError(f"{display(target)} already exists", "choose another name or --output")
+    text = rule_fmt.scaffold(name, rule_type, from_search)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    out.print(f"wrote {escape(display(target))}")
+    err.print("next: edit it, then `iiswatch rules validate` and `iiswatch rules test`")
+
+
+@app.command()
+def validate(
+    path: Path | None = typer.Argument(None, help="A rule file or folder (default: the rules)."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Schema and mapping checks only; do not ask Elasticsearch."
+    ),
+) -> None:
+    """Check rule files: schema, fields against the access mappings, and every query as
+    the real Elasticsearch parses it (`_validate/query`). Exit 1 when any rule is invalid.
+    """
+    from iiswatch.rules.validate import validate_rules
+
+    loaded, problems = scan_rules(_root(path))
+    es = None if offline else client_for(Purpose.ALERTING)
+    today = datetime.now(UTC).date()
+    problems += validate_rules(es, loaded, today)
+    problems += expired_exception_warnings(loaded, today)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in sorted(problems, key=lambda p: (p.path, p.line, p.col)):
+        line = escape(str(p))
+        out.print(f"[yellow]warning:[/] {line}" if p.severity == "warning" else line)
+    files = len(rule_files(_root(path)))
+    bad = len({p.path for p in errors})
+    out.print(f"{files} file(s), {bad} invalid, {len(problems) - len(errors)} warning(s)")
+    if errors:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not show,
+        transient=True,
+    )
+
+
+def _range(since: str | None, start: str | None, end: str | None) -> tuple[datetime, datetime]:
+    rng = TimeRange.from_options(since, start, end)
+    if rng.start is None:
+        raise UsageError("a start time is needed", "use --since 30d or --from ISO [--to ISO]")
+    return rng.start, rng.end or datetime.now(UTC)
+
+
+__all__ = ["app", "parse_time"]
