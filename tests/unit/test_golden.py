@@ -1,9 +1,10 @@
-"""Golden files for the W3C access parser: `tests/golden/w3c-*.log` beside the documents it must
+"""Golden files for every format: `tests/golden/*.log` beside the documents the parser must
 produce, one JSON document per result line (events, and dead letters as the indexer stores
-them). Regenerate after a deliberate change with `IISWATCH_REGEN_GOLDEN=1` and review the diff.
+them). Each log is read the way `iiswatch parse` reads it: format detected from the file.
+Regenerate after a deliberate change with `IISWATCH_REGEN_GOLDEN=1` and review the diff.
 
-TZ is pinned to Europe/Paris: W3C times are UTC, and the samples sit on the 2024 spring-forward
-change, so any local-time conversion shows up as a diff.
+TZ is pinned to Europe/Paris: W3C and HTTPERR times are UTC, the IIS format's are local, and
+the samples sit on the 2024 spring-forward change, so a time-zone bug shows up as a diff.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Source
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-LOGS = sorted(GOLDEN.glob("w3c-*.log"))
+LOGS = sorted(GOLDEN.glob("*.log"))
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def paris_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def golden_docs(log: Path) -> list[dict[str, object]]:
     source = Source(path=f"tests/golden/{log.name}", host_name="golden-host", file_id="golden")
-    parser = LogParser(source, "w3c")
+    parser = LogParser(source)
     docs: list[dict[str, object]] = []
     offset = 0
     for line in log.read_bytes().splitlines(keepends=True):
@@ -47,8 +48,9 @@ def golden_docs(log: Path) -> list[dict[str, object]]:
     return docs
 
 
-def test_there_are_w3c_golden_files() -> None:
-    assert LOGS, f"no w3c-*.log under {GOLDEN}"
+def test_there_are_golden_files_for_every_format() -> None:
+    names = {p.name.split("-")[0] for p in LOGS}
+    assert {"w3c", "httperr", "iisnative", "ncsa"} <= names, names
 
 
 @pytest.mark.parametrize("log", LOGS, ids=lambda p: p.name)

@@ -1,11 +1,9 @@
-"""HTTP.sys HTTPERR parsing: layouts, ECS fields, dead letters, golden files, any bytes."""
+"""HTTP.sys HTTPERR parsing: layouts, ECS fields, dead letters, any bytes."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -16,7 +14,6 @@ from iiswatch.ingest.ecs_error import url_parts
 from iiswatch.ingest.httperr import KNOWN_LAYOUTS, HttpErrParser
 from iiswatch.ingest.model import DeadLetter, Source
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SOURCE = Source(
     path="C:/Windows/System32/LogFiles/HTTPERR/httperr1.log", host_name="web01", file_id="f1"
 )
@@ -267,33 +264,3 @@ def test_any_tokens_in_a_known_width_never_raise(tokens: list[str]) -> None:
     line = " ".join(["2024-01-01", "00:00:00", "10.0.0.1", "1", "10.0.0.2", "80", *tokens[6:]])
     result = HttpErrParser(SOURCE).feed(line.encode(), 0)
     assert result is None or isinstance(result, dict | DeadLetter)
-
-
-# --- golden files -------------------------------------------------------------------------
-
-
-def _golden_docs(log: Path) -> list[dict[str, object]]:
-    source = Source(path=f"tests/golden/{log.name}", host_name="golden-host", file_id="golden")
-    parser = HttpErrParser(source)
-    docs = []
-    offset = 0
-    for line in log.read_bytes().splitlines(keepends=True):
-        result = parser.feed(line.rstrip(b"\r\n"), offset)
-        offset += len(line)
-        if isinstance(result, DeadLetter):
-            docs.append(result.to_doc(source))
-        elif result is not None:
-            docs.append(result)
-    return docs
-
-
-@pytest.mark.parametrize("log", sorted(GOLDEN.glob("httperr-*.log")), ids=lambda p: p.name)
-def test_golden_file_parses_to_its_expected_documents(log: Path) -> None:
-    expected_path = log.with_suffix(".expected.ndjson")
-    docs = _golden_docs(log)
-    if os.environ.get("IISWATCH_REGEN_GOLDEN") == "1":
-        expected_path.write_bytes(
-            b"".join(orjson.dumps(d, option=orjson.OPT_SORT_KEYS) + b"\n" for d in docs)
-        )
-    expected = [orjson.loads(line) for line in expected_path.read_bytes().splitlines()]
-    assert docs == expected

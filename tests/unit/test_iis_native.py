@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -18,7 +16,6 @@ from iiswatch.errors import ConfigError
 from iiswatch.ingest.iis_native import FIELDS, IisNativeParser, local_to_utc, split_columns
 from iiswatch.ingest.model import DeadLetter, Source
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SOURCE = Source(
     path="C:/inetpub/logs/LogFiles/W3SVC1/in240714.log", host_name="web01", file_id="f2"
 )
@@ -158,33 +155,3 @@ def test_any_fifteen_values_never_raise(values: list[str]) -> None:
     line = ", ".join(values) + ","
     result = IisNativeParser(SOURCE, tz="Europe/Paris").feed(line.encode(), 0)
     assert result is None or isinstance(result, dict | DeadLetter)
-
-
-# --- golden files -------------------------------------------------------------------------
-
-
-def _golden_docs(log: Path) -> list[dict[str, object]]:
-    source = Source(path=f"tests/golden/{log.name}", host_name="golden-host", file_id="golden")
-    parser = IisNativeParser(source)  # the machine zone, pinned to Europe/Paris above
-    docs = []
-    offset = 0
-    for line in log.read_bytes().splitlines(keepends=True):
-        result = parser.feed(line.rstrip(b"\r\n"), offset)
-        offset += len(line)
-        if isinstance(result, DeadLetter):
-            docs.append(result.to_doc(source))
-        elif result is not None:
-            docs.append(result)
-    return docs
-
-
-@pytest.mark.parametrize("log", sorted(GOLDEN.glob("iisnative-*.log")), ids=lambda p: p.name)
-def test_golden_file_parses_to_its_expected_documents(log: Path) -> None:
-    expected_path = log.with_suffix(".expected.ndjson")
-    docs = _golden_docs(log)
-    if os.environ.get("IISWATCH_REGEN_GOLDEN") == "1":
-        expected_path.write_bytes(
-            b"".join(orjson.dumps(d, option=orjson.OPT_SORT_KEYS) + b"\n" for d in docs)
-        )
-    expected = [orjson.loads(line) for line in expected_path.read_bytes().splitlines()]
-    assert docs == expected
