@@ -245,6 +245,8 @@ def _build(
     custom: Collection[str] | None,
 ) -> Event:
     g = values.get
+    # W3C logs write a space inside a value as '+'; NCSA logs keep real spaces (and real '+')
+    plus_is_space = fmt != "ncsa"
     event: dict[str, Any] = {
         "kind": "event",
         "category": ["web"],
@@ -306,7 +308,7 @@ def _build(
         request["method"] = v
     v = g("cs(Referer)")
     if v and v != "-":
-        request["referrer"] = v.replace("+", " ")
+        request["referrer"] = v.replace("+", " ") if plus_is_space else v
     v = g("cs-bytes")
     if v and v != "-":
         request["body"] = {"bytes": int(v)}
@@ -366,7 +368,7 @@ def _build(
 
     v = g("cs(User-Agent)")
     if v and v != "-":
-        doc["user_agent"] = parse_user_agent(v.replace("+", " "))
+        doc["user_agent"] = parse_user_agent(v.replace("+", " ") if plus_is_space else v)
 
     v = g("time-taken")
     if v and v != "-":
@@ -389,7 +391,7 @@ def _build(
         host_name = v.lower()
     v = g("cs(Cookie)")
     if v and v != "-":
-        iis["cookie"] = v.replace("+", " ")
+        iis["cookie"] = v.replace("+", " ") if plus_is_space else v
     v = g("x-session")
     if v and v != "-":
         iis["session_id"] = v

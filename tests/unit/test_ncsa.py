@@ -154,3 +154,13 @@ def test_any_values_in_the_ncsa_shape_never_raise(
     line = f'{host} - {user} [{stamp}] "{request}" {status} {size}'
     result = NcsaParser(SOURCE).feed(line.encode("utf-8", "surrogatepass"), 0)
     assert result is None or isinstance(result, dict | DeadLetter)
+
+
+def test_a_literal_plus_in_an_ncsa_user_agent_is_kept() -> None:
+    line = (
+        b'66.249.66.1 - - [15/Jun/2024:12:00:02 +0000] "GET / HTTP/1.1" 200 10 "-" '
+        b'"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"'
+    )
+    event = NcsaParser(Source(path="a.log", host_name="h", file_id="f")).feed(line, 0)
+    assert isinstance(event, dict)
+    assert event["user_agent"]["original"].endswith("+http://www.google.com/bot.html)")
