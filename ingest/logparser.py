@@ -8,21 +8,24 @@ other one switches parser at that header block.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from iiswatch.errors import UsageError
+from iiswatch.ingest.detect import detect_format
+from iiswatch.ingest.httperr import HttpErrParser
+from iiswatch.ingest.iis_native import IisNativeParser
 from iiswatch.ingest.model import FORMATS, DeadLetter, Event, Source
+from iiswatch.ingest.ncsa import NcsaParser
 from iiswatch.ingest.parser import FormatParser
 from iiswatch.ingest.w3c import W3CParser
 
-# format -> (module, class); each class is built as `Parser(source, *, tz=tz)`.
-_PARSERS: dict[str, tuple[str, str]] = {
-    "w3c": ("iiswatch.ingest.w3c", "W3CParser"),
-    "httperr": ("iiswatch.ingest.httperr", "HttpErrParser"),
-    "iis": ("iiswatch.ingest.iis_native", "IisNativeParser"),
-    "ncsa": ("iiswatch.ingest.ncsa", "NcsaParser"),
+# each is built as `Parser(source, *, tz=tz)`
+_PARSERS: dict[str, type[W3CParser | HttpErrParser | IisNativeParser | NcsaParser]] = {
+    "w3c": W3CParser,
+    "httperr": HttpErrParser,
+    "iis": IisNativeParser,
+    "ncsa": NcsaParser,
 }
 _HTTP_API = b"microsoft http api"
 
@@ -33,18 +36,6 @@ def _software_format(line: bytes) -> str | None:
     if text[:10].lower() != b"#software:":
         return None
     return "httperr" if _HTTP_API in text.lower() else "w3c"
-
-
-def _detect(line: bytes) -> str | None:
-    try:
-        from iiswatch.ingest.detect import detect_format
-    except ImportError:
-        return None
-    try:
-        found = detect_format(line)
-    except Exception:  # detection is a hint; a bug there must not stop parsing
-        return None
-    return found if found in FORMATS else None
 
 
 class LogParser:
@@ -68,13 +59,7 @@ class LogParser:
             self._switch(fmt)
 
     def _switch(self, fmt: str) -> None:
-        module_name, class_name = _PARSERS[fmt]
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            # Only W3C ships with this module; read the file as W3C rather than not at all.
-            fmt, cls = "w3c", W3CParser
-        self._parser = cls(self._source, tz=self._tz)
+        self._parser = _PARSERS[fmt](self._source, tz=self._tz)
         self.format_name = fmt
 
     def feed(self, line: bytes, offset: int) -> Event | DeadLetter | None:
@@ -83,7 +68,7 @@ class LogParser:
         if parser is None:
             if not line.strip(b" \t\r\n\x00"):
                 return None
-            self._switch(_software_format(line) or _detect(line) or "w3c")
+            self._switch(detect_format(line) or "w3c")
         elif line[:1] == b"#" or line[:3] == b"\xef\xbb\xbf":
             switched = _software_format(line)
             if switched is not None and switched != self.format_name:
