@@ -13,6 +13,8 @@ from rich.markup import escape
 
 from iiswatch import __version__
 from iiswatch.cli import agent as agent_cli
+from iiswatch.cli import archive as archive_cli
+from iiswatch.cli import collector as collector_cli
 from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
@@ -34,6 +36,8 @@ app = typer.Typer(
 app.add_typer(es_cli.app, name="es")
 app.add_typer(rules_cli.app, name="rules")
 app.add_typer(agent_cli.app, name="agent")
+app.add_typer(collector_cli.app, name="collector")
+app.add_typer(archive_cli.app, name="archive")
 logs_cli.register(app)
 app.command()(demo_cli.demo)
 

@@ -1,0 +1,84 @@
+"""`iiswatch collector`: receive agents' batches, archive the raw bytes, index the events."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from iiswatch.cli.output import err, out
+from iiswatch.config import Purpose
+from iiswatch.elastic.client import client_for
+
+app = typer.Typer(
+    help="The collector: agents send it log lines; it archives and indexes them.",
+    no_args_is_help=True,
+)
+
+ARCHIVE_HELP = "The archive directory (raw log bytes, sealed manifests, agents.json)."
+
+
+@app.command()
+def run(
+    listen: str = typer.Option(
+        "127.0.0.1:8443", "--listen", help="HOST:PORT to listen on (port 0: any free port)."
+    ),
+    archive: Path = typer.Option(..., "--archive", help=ARCHIVE_HELP),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (chain)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key."),
+    max_body: int = typer.Option(
+        16 << 20, "--max-body", min=1024, help="Largest request body in bytes (413 above)."
+    ),
+    key: Path | None = typer.Option(
+        None,
+        "--key",
+        help="Archive key (HMAC); created on first run. Default: the iiswatch state dir. "
+        "Keep it outside the archive and a copy in escrow.",
+    ),
+    segment_mb: int = typer.Option(
+        64, "--segment-mb", min=1, help="Seal archive segments at this size (MiB)."
+    ),
+) -> None:
+    """Serve POST /v1/batch, /healthz and /metrics until SIGTERM or Ctrl-C.
+
+    A batch is acknowledged (200) only once its bytes are fsynced in the archive and
+    Elasticsearch accepted every document; otherwise 503 and the agent sends it again.
+    Uses the writer credentials. Without --tls-cert it speaks plain HTTP: loopback only.
+    """
+    from iiswatch.ingest.archive.keys import default_key_path
+    from iiswatch.ingest.collector.server import CollectorSettings, serve
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = CollectorSettings(
+        listen=listen,
+        archive=archive,
+        key=key or default_key_path(),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        max_body=max_body,
+        segment_bytes=segment_mb << 20,
+    )
+    serve(settings, client_for(Purpose.WRITER))
+
+
+@app.command("add-agent")
+def add_agent(
+    name: str = typer.Argument(..., help="The agent's name (what its batches say in 'agent')."),
+    archive: Path = typer.Option(..., "--archive", help=ARCHIVE_HELP),
+    replace: bool = typer.Option(
+        False, "--replace", help="Issue a new token for an existing agent (the old one stops)."
+    ),
+) -> None:
+    """Issue a token for an agent and print it, once: only its hash is kept.
+
+    Put the token in the agent's --token-file; the running collector sees it at once.
+    """
+    from iiswatch.ingest.collector.tokens import TokenStore
+
+    archive.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = TokenStore(archive).add(name, replace=replace)
+    err.print(f"token for agent {name} (shown once; only its hash is stored):")
+    out.print(token, markup=False, highlight=False, soft_wrap=True)
