@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from iiswatch.cli.output import err, out, print_json
+from iiswatch.cli.output import err, out, print_json, print_json_line
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.elastic.search import TimeRange, parse_time
@@ -213,6 +214,165 @@ def validate(
         raise typer.Exit(EXIT_FINDINGS)
 
 
+@app.command()
+def test(
+    path: Path | None = typer.Argument(None, help="A rule file or folder (default: the rules)."),
+    rule: list[str] | None = RULE_REFS,
+    json_out: bool = typer.Option(False, "--json", help="One JSON result per test case."),
+) -> None:
+    """Run the rules' own tests: each test's log lines are parsed, indexed into a
+    throwaway index in the real Elasticsearch, and the rule evaluated by the scheduler's
+    code. Exit 1 when any test fails."""
+    from iiswatch.rules.mapping import throwaway_index
+    from iiswatch.rules.testing import run_rule_tests
+
+    loaded = _loaded(path, rule)
+    es = client_for(Purpose.ALERTING)
+    results = []
+    show = not json_out and err.is_terminal
+    with throwaway_index(es) as index, _progress(show) as progress:
+        task = progress.add_task("test", total=len(loaded))
+        for lr in loaded:
+            results.extend(run_rule_tests(es, lr, index=index))
+            progress.advance(task)
+    failed = [r for r in results if not r.passed]
+    if json_out:
+        for r in results:
+            print_json_line(
+                {
+                    "rule": {"id": r.rule_id, "name": r.rule_name},
+                    "path": r.path,
+                    "case": r.case,
+                    "expected": r.expected,
+                    "alerts": len(r.alerts),
+                    "passed": r.passed,
+                    "error": r.error,
+                }
+            )
+    else:
+        table = Table("result", "rule", "test", "expected", "detail")
+        for r in results:
+            mark = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
+            table.add_row(
+                mark,
+                escape(r.rule_name),
+                escape(r.case),
+                "match" if r.expected else "no match",
+                escape(r.describe()),
+            )
+        out.print(table)
+        untested = [lr for lr in loaded if not lr.rule.tests]
+        for lr in untested:
+            err.print(f"[yellow]warning:[/] {escape(lr.display_path)}: the rule has no tests")
+        out.print(
+            f"{len(results) - len(failed)} passed, {len(failed)} failed, {len(loaded)} rule(s)"
+        )
+    if failed:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def backtest(
+    rule: list[str] | None = RULE_REFS,
+    since: str | None = typer.Option(None, "--since", help="Replay this far back: 7d, 30d."),
+    start: str | None = typer.Option(None, "--from", help="Start time, ISO 8601 (inclusive)."),
+    end: str | None = typer.Option(None, "--to", help="End time, ISO 8601 (exclusive)."),
+    index: str | None = typer.Option(None, "--index", help="Override the rules' index."),
+    top: int = typer.Option(5, "--top", min=0, help="Groups to list per rule."),
+    rules_dir: Path | None = RULES_DIR,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON result per rule."),
+) -> None:
+    """Replay rules over history window by window, as the scheduler would (interval,
+    lookback, exceptions, suppression): hits per day, the alerts it would have raised, and
+    the groups behind them."""
+    from iiswatch.rules.backtest import backtest as run_backtest
+
+    t0, t1 = _range(since, start, end)
+    loaded = _loaded(rules_dir, rule)
+    es = client_for(Purpose.ALERTING)
+    show = not json_out and err.is_terminal
+    with _progress(show) as progress:
+        for lr in loaded:
+            task = progress.add_task(lr.rule.name[:40], total=None)
+
+            def step(done: int, total: int, task: TaskID = task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = run_backtest(es, lr.rule, t0, t1, index=index, on_window=step)
+            progress.remove_task(task)
+            if json_out:
+                print_json_line(result.to_json())
+                continue
+            _print_backtest(result, top)
+
+
+def _print_backtest(result: Any, top: int) -> None:
+    r = result.rule
+    out.print(
+        f"[bold]{escape(r.name)}[/] ({r.type}, every {format_duration(r.schedule.interval)}"
+        f" + {format_duration(r.schedule.lookback)} lookback): "
+        f"{result.hits:,} hits, [bold]{len(result.alerts)} alert(s)[/], "
+        f"{result.suppressed} suppressed, {result.evaluated}/{result.windows} windows with events"
+    )
+    per_day = result.alerts_per_day()
+    table = Table("day", "hits", "alerts", title_justify="left")
+    for day, hits in result.hits_per_day.items():
+        if hits or per_day.get(day):
+            table.add_row(day, f"{hits:,}", str(per_day.get(day, 0)))
+    if table.row_count:
+        out.print(table)
+    groups = result.top_groups(top)
+    if groups:
+        gt = Table("group", "alerts", "events", title="top groups", title_justify="left")
+        for group, alerts, events in groups:
+            label = ", ".join(f"{k}={v}" for k, v in group.items()) or "(all)"
+            gt.add_row(escape(label), str(alerts), f"{events:,}")
+        out.print(gt)
+
+
+@app.command()
+def run(
+    start: str = typer.Option(..., "--from", help="Start time, ISO 8601 (inclusive)."),
+    end: str = typer.Option(..., "--to", help="End time, ISO 8601 (exclusive)."),
+    rule: list[str] | None = RULE_REFS,
+    all_rules: bool = typer.Option(False, "--all", help="Run every rule."),
+    index: str | None = typer.Option(None, "--index", help="Override the rules' index."),
+    rules_dir: Path | None = RULES_DIR,
+    json_out: bool = typer.Option(False, "--json", help="One alert per line as JSON."),
+) -> None:
+    """Evaluate rules once over events whose @timestamp is in [--from, --to)."""
+    from iiswatch.rules.evaluate import MemoryState, evaluate
+
+    if not rule and not all_rules:
+        raise UsageError("which rules?", "name them with --rule, or use --all")
+    t0, t1 = parse_time(start), parse_time(end)
+    if t1 <= t0:
+        raise UsageError("--to must be after --from", "e.g. --from 2026-11-25 --to 2026-11-26")
+    loaded = _loaded(rules_dir, None if all_rules else rule)
+    es = client_for(Purpose.ALERTING)
+    total = 0
+    table = Table("rule", "severity", "group", "source.ip", "first", "last", "events")
+    for lr in loaded:
+        alerts = evaluate(es, lr.rule, t0, t1, index=index, state=MemoryState())
+        total += len(alerts)
+        for a in alerts:
+            if json_out:
+                print_json_line(a.to_json())
+                continue
+            table.add_row(
+                escape(a.rule_name),
+                a.severity,
+                escape(", ".join(f"{k}={v}" for k, v in a.group.items()) or "(all)"),
+                escape(", ".join(a.source_ips[:3]) + (" ..." if len(a.source_ips) > 3 else "")),
+                a.first_event.isoformat(timespec="seconds"),
+                a.last_event.isoformat(timespec="seconds"),
+                str(a.event_count),
+            )
+    if not json_out:
+        out.print(table)
+        out.print(f"{total} alert(s) from {len(loaded)} rule(s)")
+
+
 def _progress(show: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -230,6 +390,3 @@ def _range(since: str | None, start: str | None, end: str | None) -> tuple[datet
     if rng.start is None:
         raise UsageError("a start time is needed", "use --since 30d or --from ISO [--to ISO]")
     return rng.start, rng.end or datetime.now(UTC)
-
-
-__all__ = ["app", "parse_time"]
