@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -363,6 +363,25 @@ class FileArchive:
             return True
 
 
+def _lock_archive(root: Path) -> BinaryIO | None:
+    """An exclusive lock on the archive for this process: two writers appending to the same
+    segments would interleave their records. Advisory, POSIX only (where collectors run)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fh = (root / ".lock").open("ab")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        fh.close()
+        raise ArchiveError(
+            f"another collector is writing to the archive {root}",
+            "stop it first, or give this one its own --archive",
+        ) from e
+    return fh
+
+
 class ArchiveWriter:
     """The archive of a collector: one `FileArchive` per (host, file_id), opened on first use.
     Thread-safe: appends to different files run in parallel, to one file in turn."""
@@ -379,6 +398,13 @@ class ArchiveWriter:
             root.mkdir(parents=True, mode=0o700)
         if not (root / HOSTS).exists():
             _mkdirs(root / HOSTS, root)
+        self._lock_file = _lock_archive(root)
+
+    def close(self) -> None:
+        """Let another writer open the archive (the lock also ends with the process)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def file(self, host: str, site: str, file_id: str) -> FileArchive:
         if not valid_name(host) or (site and not valid_name(site)) or not valid_file_id(file_id):

@@ -126,6 +126,7 @@ def test_a_partly_overlapping_chunk_is_trimmed_to_its_new_bytes(root, key, data)
 
 
 def test_a_restarted_writer_still_skips_what_it_holds(root, key, data, archived):
+    archived.close()
     fresh = ArchiveWriter(root, key, segment_bytes=8192)
     r = fresh.append([Chunk(HOST, SITE, FID, PATH, 0, data)])
     assert r.archived == 0
@@ -152,6 +153,7 @@ def test_a_crash_mid_append_is_cut_off_on_the_next_open(root, key, data, archive
     with open_seg.with_suffix(".data").open("ab") as f:
         f.write(b"bytes never acknowledged")
     assert verify_archive(root, key).problems  # as left by the crash: not clean
+    archived.close()
     w = ArchiveWriter(root, key, segment_bytes=8192)
     w.append([Chunk(HOST, SITE, FID, PATH, len(data), b"after\r\n")])
     assert exported(root) == data + b"after\r\n"
@@ -164,6 +166,7 @@ def test_records_written_but_not_acknowledged_are_kept_when_intact(root, key, da
     head = (fdir(root) / "head.json").read_bytes()
     w.append([Chunk(HOST, SITE, FID, PATH, 1000, data[1000:2000])])
     (fdir(root) / "head.json").write_bytes(head)  # crash before the head was replaced
+    w.close()
     fresh = ArchiveWriter(root, key)
     assert fresh.append([Chunk(HOST, SITE, FID, PATH, 0, data[:2000])]).archived == 0
     assert verify_archive(root, key).ok
@@ -331,6 +334,13 @@ def test_another_key_is_reported_as_such(root, archived):
 def test_list_files_shows_paths_and_ranges(root, data, archived):
     (f,) = list_files(root, HOST)
     assert (f.site, f.paths, f.ranges) == (SITE, (PATH,), ((0, len(data)),))
+
+
+def test_a_second_writer_on_the_same_archive_is_refused(root, key, archived):
+    with pytest.raises(ArchiveError, match="another collector"):
+        ArchiveWriter(root, key)
+    archived.close()
+    ArchiveWriter(root, key).close()
 
 
 def test_unsafe_names_are_refused(root, key):
