@@ -55,3 +55,29 @@ class RuleError(IiswatchError):
     def __init__(self, message: str, problems: list[str], hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.problems = problems
+
+
+class DeliveryError(IiswatchError):
+    """A destination (ticket system, webhook, command) did not take an alert.
+
+    `retryable`: trying again later may work (connection error, timeout, 5xx, 429), as
+    opposed to a request or configuration the destination will always refuse (other 4xx).
+    `retry_after`: seconds the destination asked us to wait (HTTP Retry-After), if any.
+    `detail`: what to record with the attempt (status, exit code, stderr tail); no secrets.
+    """
+
+    exit_code = EXIT_BACKEND
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.detail = detail or {}
