@@ -30,7 +30,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
+from types import ModuleType
 from typing import Any, BinaryIO
 
 from iiswatch.ingest.agent.checkpoint import FileCheckpoint
@@ -44,12 +45,12 @@ log = logging.getLogger(__name__)
 MAX_LINE = 16 << 20  # a "line" longer than this without a newline is not a log line
 
 
-def path_key(path: str | os.PathLike[str]) -> str:
-    """How two spellings of one path compare: case-insensitively on Windows."""
-    return os.path.normcase(os.path.abspath(path))
+def path_key(path: str | os.PathLike[str], pathmod: ModuleType = os.path) -> str:
+    """How two spellings of one path compare: case-insensitively, either slash, on Windows."""
+    return str(pathmod.normcase(pathmod.abspath(path)))
 
 
-def site_of(path: Path, configured: str | None) -> str:
+def site_of(path: PurePath, configured: str | None) -> str:
     """The site label for the collector: configured, else the folder IIS names per site
     (`W3SVC1`, `HTTPERR`), else ""."""
     if configured is not None:
@@ -253,24 +254,24 @@ class Follower:
         now = self.clock()
         found: dict[str, tuple[Path, InputConfig]] = {}
         for spec in self.inputs:
-            for p in sorted(glob.glob(spec.path, recursive=True)):
-                if os.path.isfile(p):
-                    found.setdefault(path_key(p), (Path(p), spec))
+            for name in sorted(glob.glob(spec.path, recursive=True)):
+                if os.path.isfile(name):
+                    found.setdefault(path_key(name), (Path(name), spec))
         for key, f in list(self.files.items()):
             if key not in found or not self._still_at_path(f):
                 del self.files[key]
                 self._let_go(f, "renamed or deleted")
-        for key, (p, spec) in found.items():
+        for key, (path, spec) in found.items():
             if key in self.files:
                 continue
-            moved = self._draining_file_at(p)
+            moved = self._draining_file_at(path)
             if moved is not None:
-                log.info("%s was renamed to %s; following it there", moved.path, p)
+                log.info("%s was renamed to %s; following it there", moved.path, path)
                 self.draining.remove(moved)
-                moved.path, moved.gone = p, False
+                moved.path, moved.gone = path, False
                 self.files[key] = moved
                 continue
-            self.files[key] = FollowedFile(p, spec, self.host, now)
+            self.files[key] = FollowedFile(path, spec, self.host, now)
 
     def _still_at_path(self, f: FollowedFile) -> bool:
         if f.fh is None:

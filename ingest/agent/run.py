@@ -152,7 +152,7 @@ class Agent:
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, ShipError) and e.retry),
             wait=wait_exponential_jitter(
-                initial=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
+                multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
             ),
             stop=stop_when_event_set(self.stop),
             sleep=self._sleep,
