@@ -390,3 +390,60 @@ def _range(since: str | None, start: str | None, end: str | None) -> tuple[datet
     if rng.start is None:
         raise UsageError("a start time is needed", "use --since 30d or --from ISO [--to ISO]")
     return rng.start, rng.end or datetime.now(UTC)
+
+
+@app.command("import-sigma")
+def import_sigma(
+    paths: list[Path] = typer.Argument(..., help="Sigma rule files or folders."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Where to write the rule files (default: <rules dir>/sigma)."
+    ),
+    rules_dir: Path | None = RULES_DIR,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Convert and report; write nothing."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a file of the same name that holds another rule."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="One JSON result per Sigma rule."),
+) -> None:
+    """Convert Sigma web-server rules (pySigma, Elasticsearch backend, W3C → ECS fields)
+    into rule files, and say why each rule that could not be converted was not. Exit 1 when
+    any was not."""
+    from iiswatch.rules.sigma import import_sigma as convert
+
+    target = None if dry_run else (out_dir or _root(rules_dir) / "sigma")
+    result = convert(paths, target, overwrite=overwrite)
+    for c in result.converted:
+        if json_out:
+            print_json_line(
+                {
+                    "source": str(c.source),
+                    "title": c.title,
+                    "id": c.rule_id,
+                    "converted": True,
+                    "file": str(c.out) if c.out else None,
+                    "notes": c.notes,
+                }
+            )
+            continue
+        where = escape(str(c.out)) if c.out else "(dry run)"
+        out.print(f"[green]converted[/] {escape(c.title)} → {where}")
+        for note in c.notes:
+            out.print(f"  [yellow]note:[/] {escape(note)}")
+    for r in result.rejected:
+        if json_out:
+            print_json_line(
+                {
+                    "source": str(r.source),
+                    "title": r.title,
+                    "converted": False,
+                    "reasons": r.reasons,
+                }
+            )
+            continue
+        out.print(f"[red]not converted[/] {escape(r.title)} ({escape(str(r.source))})")
+        for reason in r.reasons:
+            out.print(f"  - {escape(reason)}")
+    if not json_out:
+        out.print(f"{len(result.converted)} converted, {len(result.rejected)} not converted")
+    if result.rejected:
+        raise typer.Exit(EXIT_FINDINGS)
