@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from iiswatch.errors import ConfigError
 
 Format = Literal["w3c", "iis", "ncsa", "httperr"]
+# Agent, host and site names become directory names in the collector's archive.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
 
 
 class InputConfig(BaseModel):
@@ -37,14 +39,14 @@ class InputConfig(BaseModel):
 
     path: str = Field(min_length=1)
     format: Format | None = None
-    site: str | None = None
+    site: str | None = Field(None, pattern=NAME_PATTERN)
 
 
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(default_factory=socket.gethostname, min_length=1)
-    host: str | None = None  # host.name of the events; default: `name`
+    name: str = Field(default_factory=socket.gethostname, pattern=NAME_PATTERN)
+    host: str | None = Field(None, pattern=NAME_PATTERN)  # host.name; default: `name`
     collector: str = Field(pattern=r"^https?://")
     token_file: Path
     state: Path

@@ -27,6 +27,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from iiswatch.ingest.model import Source
 log = logging.getLogger(__name__)
 
 MAX_LINE = 16 << 20  # a "line" longer than this without a newline is not a log line
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def path_key(path: str | os.PathLike[str], pathmod: ModuleType = os.path) -> str:
@@ -52,10 +54,11 @@ def path_key(path: str | os.PathLike[str], pathmod: ModuleType = os.path) -> str
 
 def site_of(path: PurePath, configured: str | None) -> str:
     """The site label for the collector: configured, else the folder IIS names per site
-    (`W3SVC1`, `HTTPERR`), else ""."""
+    (`W3SVC1`, `HTTPERR`) made safe as one directory name in the archive, else ""."""
     if configured is not None:
         return configured
-    return path.parent.name
+    label = _UNSAFE.sub("_", path.parent.name).replace("..", "_").lstrip("._-")
+    return label[:253]
 
 
 def _is_directive(line: bytes) -> bool:

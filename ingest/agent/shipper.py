@@ -62,6 +62,7 @@ def encode_batch(batch: Batch, *, batch_id: str, agent: str, host: str) -> bytes
             "data": base64.b64encode(c.data).decode("ascii"),
             "parser_state": c.parser_state,
             "format": c.file.format,
+            "size": max(c.file.size_seen, c.end),  # the file's size when read (lag metric)
         }
         for c in batch.chunks.values()
     ]

@@ -94,3 +94,9 @@ def test_netsh_flush_is_a_warned_no_op_off_windows(caplog: pytest.LogCaptureFixt
         assert start_flusher(10, threading.Event()) is None
     assert "only on Windows" in caplog.text
     assert start_flusher(0, threading.Event()) is None  # off by default, silently
+
+
+def test_site_label_is_safe_as_an_archive_folder_name() -> None:
+    assert site_of(PureWindowsPath(r"D:\Log Files\..\W3SVC1\x.log"), None) == "W3SVC1"
+    assert site_of(PureWindowsPath(r"D:\Log Files\u_ex1.log"), None) == "Log_Files"
+    assert site_of(PureWindowsPath(r"D:\.hidden..x\u_ex1.log"), None) == "hidden_x"
