@@ -1,0 +1,118 @@
+"""The `[service]` section of the alerting config: how `iiswatch alerting run` schedules
+rules, catches up after downtime, shares the work between replicas and watches itself.
+
+    [service]
+    settle = "2s"            # a window is evaluated this long after it ends (index refresh
+                             # + a bulk request in flight)
+    catch_up = "1h"          # after downtime, evaluate at most this much of missed ingest
+                             # time per rule; anything older is reported as a gap alert
+    jitter = "1s"            # random delay added to each rule run (spreads the load)
+    reload_poll = "5s"       # how often rule files are checked for changes
+    deliver_every = "1s"     # delivery pass (also run right after a rule raised alerts)
+    lease_name = "alerting"  # replicas sharing a lease name share the work
+    lease_ttl = "15s"        # a dead leader is replaced within this (+ one renewal)
+    disabled = []            # rule ids or names not to run
+    error_destinations = ["servicedesk"]   # rule errors, gaps and deadman alerts go here
+
+    [service.deadman]
+    enabled = true
+    silent_for = "15m"       # no event ingested from a host for this long -> alert
+    known_for = "7d"         # hosts that sent anything within this are expected to
+    every = "1m"
+    destinations = []        # default: error_destinations
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from iiswatch.alerting.config import AlertingConfig, Duration, default_config_path, parse_config
+from iiswatch.errors import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeadmanSettings(_Model):
+    enabled: bool = True
+    silent_for: Duration = timedelta(minutes=15)
+    known_for: Duration = timedelta(days=7)
+    every: Duration = timedelta(minutes=1)
+    index: str = "iis-*"
+    destinations: list[str] | None = None  # None: the service's error_destinations
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeadmanSettings:
+        if self.known_for <= self.silent_for:
+            raise ValueError("known_for must be longer than silent_for")
+        return self
+
+
+class ServiceSettings(_Model):
+    settle: Duration = timedelta(seconds=2)
+    catch_up: Duration = timedelta(hours=1)
+    jitter: Duration = timedelta(seconds=1)
+    reload_poll: Duration = timedelta(seconds=5)
+    deliver_every: Duration = timedelta(seconds=1)
+    lease_name: str = Field("alerting", pattern=r"^[A-Za-z0-9_.-]+$")
+    lease_ttl: Duration = timedelta(seconds=15)
+    disabled: list[str] = []
+    error_destinations: list[str] = []
+    deadman: DeadmanSettings = DeadmanSettings()
+
+    @model_validator(mode="after")
+    def _positive(self) -> ServiceSettings:
+        for name in ("reload_poll", "deliver_every", "lease_ttl"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be longer than zero")
+        if self.settle < timedelta(0) or self.jitter < timedelta(0):
+            raise ValueError("settle and jitter cannot be negative")
+        return self
+
+
+def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, ServiceSettings]:
+    """Both halves of one alerting config file: delivery (`AlertingConfig`) and `[service]`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: {e}", "fix the TOML syntax") from e
+    raw = data.pop("service", {})
+    try:
+        service = ServiceSettings.model_validate(raw)
+    except ValidationError as e:
+        problems = [
+            f"{where}: service.{'.'.join(str(p) for p in err['loc'])}: "
+            + str(err["msg"]).removeprefix("Value error, ")
+            for err in e.errors()
+        ]
+        raise ConfigError(
+            f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
+            "see README 'Running the alerting service'",
+        ) from e
+    if "service" in AlertingConfig.model_fields:  # the delivery model may carry it itself
+        config = parse_config(text, where)
+    else:
+        config = parse_config(tomli_w.dumps(data), where)
+    for name in service.error_destinations + (service.deadman.destinations or []):
+        config.destination(name)  # a ConfigError naming what is known
+    return config, service
+
+
+def load_service(path: Path | None = None) -> tuple[AlertingConfig, ServiceSettings]:
+    path = path or default_config_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no alerting config at {path}",
+            "write one (README 'Running the alerting service') or pass --config FILE",
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}", "check its permissions") from e
+    return parse_service(text, str(path))
