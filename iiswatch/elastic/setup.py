@@ -28,6 +28,7 @@ INDEX_TEMPLATES = {
     "iiswatch-iis-access": "template-iis-access.json",
     "iiswatch-iis-error": "template-iis-error.json",
     "iiswatch-deadletter": "template-deadletter.json",
+    "iiswatch-alerting-state": "template-alerting-state.json",
 }
 
 # Roles: what each purpose may do, and nothing more. The writer can create documents (and
