@@ -1,0 +1,262 @@
+"""The alerting config file: where alerts go (named destinations), how delivery retries,
+and the Kibana URL for links. TOML, like the rest of iiswatch's config.
+
+File: `--config FILE`, else `$IISWATCH_ALERTING_CONFIG`, else
+`~/.config/iiswatch/alerting.toml`. Secrets are never written in the file itself: any
+value marked secret below may be `${env:NAME}` (an environment variable) or
+`${file:/path}` (the file's content, trailing newline stripped), and may be embedded in
+text (`"Bearer ${env:JIRA_TOKEN}"`). They are resolved when a delivery needs them and are
+never printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from iiswatch.errors import ConfigError
+
+SEVERITIES = ("low", "medium", "high", "critical")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`250ms`, `10s`, `5m`, `2h`, `1d`, or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError("must be a duration such as 500ms, 10s, 5m, 2h or 1d")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+TemplateName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+
+
+def resolve_secret(value: SecretStr | str, what: str) -> str:
+    """The text with every `${env:NAME}` / `${file:PATH}` replaced; ConfigError naming the
+    variable or file (never the value) when one is missing."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+
+    def one(m: re.Match[str]) -> str:
+        kind, ref = m.group(1), m.group(2).strip()
+        if kind == "env":
+            if ref not in os.environ:
+                raise ConfigError(
+                    f"{what}: environment variable {ref} is not set",
+                    f"export {ref} for the alerting service, or use ${{file:...}}",
+                )
+            return os.environ[ref]
+        try:
+            return Path(ref).read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(
+                f"{what}: cannot read secret file {ref}: {e.strerror}",
+                "check the path and that the service user may read it (mode 0600)",
+            ) from e
+
+    return _SECRET_REF.sub(one, text)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeliverySettings(_Model):
+    """Retries: exponential backoff from `backoff_base` up to `backoff_max` between
+    attempts, `quick_attempts` of them inside one pass (short outages), then again on
+    later passes until `deadline` after the alert was stored or `max_attempts` per
+    destination; then the alert is `failed` (`iiswatch alerts retry ID` replays it)."""
+
+    deadline: Duration = timedelta(hours=2)
+    max_attempts: int = Field(50, ge=1)
+    backoff_base: Duration = timedelta(seconds=2)
+    backoff_max: Duration = timedelta(minutes=5)
+    quick_attempts: int = Field(2, ge=1, le=10)
+    claim_timeout: Duration = timedelta(minutes=5)  # a crashed deliverer's claim expires
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeliverySettings:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_max must be >= backoff_base")
+        return self
+
+
+class RequestTrackerDestination(_Model):
+    """Request Tracker 5 through REST 2 (`{url}/REST/2.0`)."""
+
+    type: Literal["request_tracker"]
+    url: HttpUrl  # RT's base URL, e.g. https://rt.example.org
+    queue: str = "General"
+    token: SecretStr | None = None  # an RT auth token ("1-14-..."), e.g. "${file:/etc/...}"
+    user: str | None = None  # or basic auth
+    password: SecretStr | None = None
+    requestor: str | None = None
+    priority: dict[Literal["low", "medium", "high", "critical"], int] = {
+        "low": 20,
+        "medium": 50,
+        "high": 80,
+        "critical": 100,
+    }
+    custom_fields: dict[str, str] = {"Severity": "{{ alert.severity }}"}  # values: templates
+    alert_id_field: str = "IiswatchAlertId"  # FreeformMultiple: idempotency key
+    group_field: str = "IiswatchGroup"  # FreeformSingle: finds the open ticket of a group
+    comment_when_open: bool = True  # the group fires again while its ticket is open
+    subject: TemplateName | None = None  # default: the rule's alert.title
+    body: TemplateName | None = None  # default: the rule's alert.body
+    timeout: Duration = timedelta(seconds=15)
+    ca_certs: Path | None = None
+
+    @model_validator(mode="after")
+    def _auth(self) -> RequestTrackerDestination:
+        if (self.token is None) == (self.user is None):
+            raise ValueError("needs exactly one of `token` or `user` (+ `password`)")
+        if self.user is not None and self.password is None:
+            raise ValueError("`user` needs `password` (e.g. password = '${file:/path}')")
+        return self
+
+
+class BasicAuth(_Model):
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+
+class BearerAuth(_Model):
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class WebhookDestination(_Model):
+    """An HTTP request whose body is a JSON template (`body`, e.g. `slack.json`)."""
+
+    type: Literal["webhook"]
+    url: SecretStr  # a Slack/Teams webhook URL is itself a secret: "${env:SLACK_URL}"
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    body: TemplateName
+    headers: dict[str, SecretStr] = {}
+    auth: Annotated[BasicAuth | BearerAuth, Field(discriminator="type")] | None = None
+    vars: dict[str, str] = {}  # handed to the template as `vars` (Jira project key, ...)
+    ticket_field: str | None = None  # dotted path of the ticket id in the response JSON
+    timeout: Duration = timedelta(seconds=15)
+    ca_certs: Path | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _no_framing_headers(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        bad = {"content-length", "host", "transfer-encoding"} & {k.lower() for k in v}
+        if bad:
+            raise ValueError(f"these headers are set by iiswatch: {', '.join(sorted(bad))}")
+        return v
+
+
+class CommandDestination(_Model):
+    """A program run with the alert as JSON on stdin. Exit 0: delivered (the first line
+    of stdout, if any, is recorded as the ticket reference); anything else is retried."""
+
+    type: Literal["command"]
+    argv: Annotated[list[str], Field(min_length=1)]
+    timeout: Duration = timedelta(seconds=30)
+    env: dict[str, SecretStr] = {}
+    cwd: Path | None = None
+
+
+Destination = Annotated[
+    RequestTrackerDestination | WebhookDestination | CommandDestination,
+    Field(discriminator="type"),
+]
+
+
+class AlertingConfig(_Model):
+    kibana_url: HttpUrl | None = None
+    kibana_data_view: str | None = None  # data view id for Discover links (default: Kibana's)
+    templates_dir: Path | None = None  # your own *.j2, looked up before the shipped ones
+    evidence_lines: int = Field(10, ge=0, le=200)
+    delivery: DeliverySettings = DeliverySettings()
+    destinations: dict[Name, Destination] = {}
+
+    def destination(self, name: str) -> Destination:
+        try:
+            return self.destinations[name]
+        except KeyError:
+            known = ", ".join(sorted(self.destinations)) or "none configured"
+            raise ConfigError(
+                f"no destination named {name!r} (known: {known})",
+                "add [destinations.NAME] to the alerting config, or fix the rule's "
+                "alert.destinations",
+            ) from None
+
+
+def default_config_path() -> Path:
+    if env := os.environ.get("IISWATCH_ALERTING_CONFIG"):
+        return Path(env)
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "iiswatch" / "alerting.toml"
+
+
+def parse_config(text: str, where: str = "<config>") -> AlertingConfig:
+    """Validate TOML text; a ConfigError lists every problem as `where: a.b.c: message`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: {e}", "fix the TOML syntax") from e
+    try:
+        return AlertingConfig.model_validate(data)
+    except ValidationError as e:
+        problems = [_problem(where, err) for err in e.errors()]
+        raise ConfigError(
+            f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
+            "see README 'Alerting: the config file'",
+        ) from e
+
+
+def load_config(path: Path | None = None) -> AlertingConfig:
+    path = path or default_config_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no alerting config at {path}",
+            "write one (README 'Alerting: the config file') or pass --config FILE",
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}", "check its permissions") from e
+    return parse_config(text, str(path))
+
+
+def _problem(where: str, err: Any) -> str:
+    # union members show up in the location as their tag ("request_tracker"); keep them, they
+    # tell which kind of destination was being checked
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+    # never echo what may be a secret: secret fields, and unknown keys (a misspelt `tokn`)
+    if _SECRET_KEYS & {str(p) for p in err["loc"]} or err["type"] == "extra_forbidden":
+        shown = ""
+    return f"{where}: {loc}: {msg}{shown}"
+
+
+_SECRET_KEYS = {"token", "password", "url", "headers", "env", "auth"}
