@@ -29,6 +29,7 @@ INDEX_TEMPLATES = {
     "iiswatch-iis-error": "template-iis-error.json",
     "iiswatch-deadletter": "template-deadletter.json",
     "iiswatch-alerting-state": "template-alerting-state.json",
+    "iiswatch-alerts": "template-alerts.json",
 }
 
 # Roles: what each purpose may do, and nothing more. The writer can create documents (and
