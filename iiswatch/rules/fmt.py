@@ -1,6 +1,7 @@
-"""Canonical formatting of rule files (`rules fmt`): the schema's key order at the top
-level, two-space indentation, test logs as literal blocks, comments kept. Idempotent:
-formatting a formatted file changes nothing."""
+"""Canonical formatting of rule files (`rules fmt`): two-space indentation, sequences
+indented under their key, test logs as literal blocks, comments, blank lines and key order
+kept (ruamel attaches blank lines and comments to the key above them, so moving keys would
+move them away from the key they describe). Idempotent: a second run changes nothing."""
 
 from __future__ import annotations
 
@@ -12,33 +13,16 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from iiswatch.rules.loader import yaml_rt
-from iiswatch.rules.model import Rule
-
-# The order of docs/design/rule-schema.md; keys not listed keep their place at the end.
-KEY_ORDER = list(Rule.model_fields)
 
 
 def format_text(text: str) -> str:
     y = yaml_rt()
     root = y.load(text)
     if isinstance(root, CommentedMap):
-        _reorder(root, KEY_ORDER)
         _literal_logs(root)
     buf = io.StringIO()
     y.dump(root, buf)
     return buf.getvalue()
-
-
-def _reorder(cm: CommentedMap, order: list[str]) -> None:
-    """Move keys into `order` in place. A comment on its own line belongs, for ruamel, to
-    the key above it, and travels with that key."""
-    rank = {k: i for i, k in enumerate(order)}
-    keys = list(cm.keys())
-    wanted = sorted(keys, key=lambda k: (rank.get(k, len(order)), keys.index(k)))
-    if wanted == keys:
-        return
-    for k in wanted:
-        cm.move_to_end(k)
 
 
 def _literal_logs(root: CommentedMap) -> None:

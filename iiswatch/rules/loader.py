@@ -133,7 +133,7 @@ def yaml_rt(*, dates_as_text: bool = False) -> YAML:
     if dates_as_text:
         y.Constructor = _DatesAsText
     y.preserve_quotes = True
-    y.width = 100
+    y.width = 4096  # never re-wrap: flow lists and long queries stay as written
     y.indent(mapping=2, sequence=4, offset=2)
     return y
 
