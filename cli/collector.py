@@ -49,9 +49,9 @@ def run(
     from iiswatch.ingest.archive.keys import default_key_path
     from iiswatch.ingest.collector.server import CollectorSettings, serve
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.WARNING, format=fmt)  # libraries: warnings and up
+    logging.getLogger("iiswatch").setLevel(logging.INFO)
     settings = CollectorSettings(
         listen=listen,
         archive=archive,

@@ -124,7 +124,8 @@ class Collector:
 
         sink = BulkSink(self.es, chunk_size=self.bulk_chunk_size)
         try:
-            counts = sink.write(list(self._actions(batch, parsers, result)))
+            # parsing overlaps with Elasticsearch indexing the previous bulk request
+            counts = sink.write_threaded(self._actions(batch, parsers, result))
         except (ApiError, TransportError) as e:
             self.metrics.es_errors.labels("unavailable").inc()
             log.warning("elasticsearch: batch %s of %s not indexed: %s", m.batch_id, agent, e)
