@@ -179,9 +179,9 @@ def test_expired_exceptions_are_warned_about_at_their_line(tmp_path: Path) -> No
 
 def test_fmt_is_idempotent_and_keeps_comments() -> None:
     messy = GOOD.replace("  - field: source.ip\n    cidrs", "  -   field: source.ip\n      cidrs")
-    messy = messy.replace("    owner: soc", "      owner: soc").replace("    reason: int", "      reason: int")
-    messy = messy.replace("    expires:", "      expires:")
-    messy = messy.replace("log: |\n      2026", "log: \"2026").replace("0 0 1\n", "0 0 1\"\n")
+    for key in ("owner: soc", "reason: int", "expires:"):
+        messy = messy.replace(f"    {key}", f"      {key}")
+    messy = messy.replace("log: |\n      2026", 'log: "2026').replace("0 0 1\n", '0 0 1"\n')
     once = format_text(messy)
     assert format_text(once) == once
     assert once == GOOD
