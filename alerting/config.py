@@ -222,6 +222,7 @@ def parse_config(text: str, where: str = "<config>") -> AlertingConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: {e}", "fix the TOML syntax") from e
+    data.pop("service", None)  # the scheduler's section of the same file (service_config)
     try:
         return AlertingConfig.model_validate(data)
     except ValidationError as e:
