@@ -28,7 +28,6 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 
-import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from iiswatch.alerting.config import AlertingConfig, Duration, default_config_path, parse_config
@@ -95,10 +94,7 @@ def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, S
             f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
             "see README 'Running the alerting service'",
         ) from e
-    if "service" in AlertingConfig.model_fields:  # the delivery model may carry it itself
-        config = parse_config(text, where)
-    else:
-        config = parse_config(tomli_w.dumps(data), where)
+    config = parse_config(text, where)  # it leaves `[service]` to us
     for name in service.error_destinations + (service.deadman.destinations or []):
         config.destination(name)  # a ConfigError naming what is known
     return config, service

@@ -64,9 +64,11 @@ class EsState:
         self.index = index
         self._pending: dict[tuple[str, str], GroupState] = {}
         self._loaded: dict[tuple[str, str], GroupState] = {}
+        self._asked: set[tuple[str, str]] = set()  # keys evaluation asked about
 
     def load(self, rule_id: str, keys: Sequence[str]) -> dict[str, GroupState]:
         out: dict[str, GroupState] = {}
+        self._asked.update((rule_id, k) for k in keys)
         missing = []
         for k in keys:
             s = self._pending.get((rule_id, k))
@@ -89,6 +91,11 @@ class EsState:
     def save(self, rule_id: str, states: Mapping[str, GroupState]) -> None:
         for k, s in states.items():
             self._pending[(rule_id, k)] = s
+
+    def found(self, rule_id: str) -> int:
+        """Alerts the engine found for `rule_id` before dropping any: it asks about one
+        `seen:` key per alert."""
+        return sum(1 for r, k in self._asked if r == rule_id and k.startswith("seen:"))
 
     def newly_suppressed(self, rule_id: str) -> int:
         """Alerts suppression held back among the pending changes of `rule_id`."""

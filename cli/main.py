@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from iiswatch import __version__
 from iiswatch.cli import agent as agent_cli
+from iiswatch.cli import alerting as alerting_cli
 from iiswatch.cli import alerts as alerts_cli
 from iiswatch.cli import archive as archive_cli
 from iiswatch.cli import collector as collector_cli
@@ -39,6 +40,7 @@ app.add_typer(rules_cli.app, name="rules")
 app.add_typer(agent_cli.app, name="agent")
 app.add_typer(collector_cli.app, name="collector")
 app.add_typer(archive_cli.app, name="archive")
+app.add_typer(alerting_cli.app, name="alerting")
 app.add_typer(alerts_cli.app, name="alerts")
 logs_cli.register(app)
 app.command()(demo_cli.demo)
