@@ -23,6 +23,7 @@ from iiswatch.ingest.collector.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 GRACEFUL_SECONDS = 30
+MAX_CONCURRENT_REQUESTS = 64
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def serve(settings: CollectorSettings, es: Elasticsearch) -> None:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        # each request may hold a body and its inflated copy: past this, 503 (agents retry)
+        limit_concurrency=MAX_CONCURRENT_REQUESTS,
         server_header=False,
     )
     try:
@@ -87,8 +90,10 @@ def serve(settings: CollectorSettings, es: Elasticsearch) -> None:
         ) from e
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with a
-    # handler that does nothing, that ends in a normal exit (status 0) instead of a kill.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    # handler of ours, that ends in a normal exit (status 0) instead of a kill.
+    # A SIGTERM before uvicorn took over the signals (it arrived during startup) stops the
+    # server as soon as it runs.
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     host, port = sock.getsockname()[:2]
     scheme = "https" if settings.tls_cert else "http"
     shown = f"[{host}]" if ":" in host else host
