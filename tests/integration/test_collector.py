@@ -4,8 +4,11 @@ acknowledges is archived and indexed; what it refuses leaves no trace anywhere."
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
+import random
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -309,3 +312,43 @@ def test_tls(tmp_path: Path, test_month: date, host_name: str) -> None:
         assert status == 200, answer
     finally:
         assert proc.stop() == 0, proc.stderr()
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    tmp_path: Path, admin_es: Elasticsearch, test_month: date, host_name: str
+) -> None:
+    data = log_file(test_month, 12_000)  # ~2.4 MB: segments of 1 MiB get sealed on the way
+    chunks = split_chunks(data, host_name, 120)
+    archive, key = tmp_path / "archive", tmp_path / "archive.key"
+    token = TokenStore(archive).add("web01")
+    rng = random.Random(3)
+    acked, kills, n, interrupted = 0, 0, 0, 0
+    while acked < len(chunks):
+        proc = CollectorProcess(archive, key, "--segment-mb", "1")
+        url = proc.start()
+        if kills < 4:
+            threading.Timer(rng.uniform(0.1, 1.0), proc.kill).start()
+            kills += 1
+        try:
+            while acked < len(chunks):
+                n += 1  # as the agent: the first batch not acknowledged, until a 200
+                status, answer = send_batch(url, token, batch(host_name, [chunks[acked]], n))
+                assert status == 200, answer
+                acked += 1
+        except (ConnectionError, http.client.HTTPException):
+            interrupted += 1  # killed mid-request: start it again and resend
+        finally:
+            proc.kill()
+    assert kills == interrupted == 4
+    assert len(list((archive / "hosts").rglob("seg-*.manifest.json"))) >= 2
+    verify = subprocess.run(
+        [*CLI, "archive", "verify", str(archive), "--key", str(key)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    buf = io.BytesIO()
+    export_file(find_file(archive, host_name, "u_ex030105.log"), buf)
+    assert buf.getvalue() == data
+    assert indexed(admin_es, test_month, host_name) == 12_000
