@@ -28,6 +28,7 @@ from jinja2 import (
     PackageLoader,
     StrictUndefined,
     TemplateError,
+    Undefined,
 )
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -60,6 +61,8 @@ class JsonText(str):
 
 def tojson(value: Any) -> JsonText:
     """A JSON value for a JSON template (plain JSON, not HTML-escaped like Jinja's own)."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # raises: say which name is missing
     return JsonText(orjson.dumps(value, default=str).decode())
 
 
@@ -325,12 +328,12 @@ class Templates:
     def _render(self, env: SandboxedEnvironment, name: str, alert: Any, extra: Any) -> str:
         try:
             return env.get_template(f"{name}.j2").render(self.context(alert, **extra))
-        except TemplateError as e:
+        except (TemplateError, TypeError, ValueError) as e:
             where = f"template {name}"
             if getattr(e, "lineno", None):
-                where += f" line {e.lineno}"  # type: ignore[attr-defined]
+                where += f" line {e.lineno}"
             raise TemplateProblem(
-                f"{where}: {e.message or e}",
+                f"{where}: {getattr(e, 'message', None) or e}",
                 "fix the template; `iiswatch alerts render --sample --destination NAME` "
                 "shows what it produces",
             ) from e

@@ -1,0 +1,194 @@
+"""The alerting config file: the README's example loads, every problem is reported with
+where it is, secrets come from the environment or files and are never echoed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from iiswatch.alerting.config import (
+    CommandDestination,
+    RequestTrackerDestination,
+    WebhookDestination,
+    load_config,
+    parse_config,
+    parse_duration,
+    resolve_secret,
+)
+from iiswatch.errors import ConfigError
+
+# The README's example, verbatim: keep the two in step.
+README_EXAMPLE = """
+kibana_url = "https://kibana.example.org:5601"
+kibana_data_view = "iis-access"          # optional: the data view Discover links open
+evidence_lines = 10                      # raw log lines quoted in a ticket
+
+[delivery]
+deadline = "2h"          # give up (status failed) this long after the alert was stored
+max_attempts = 50        # per destination and round
+backoff_base = "2s"      # 2s, 4s, 8s, ... between attempts
+backoff_max = "5m"
+quick_attempts = 2       # attempts inside one pass before waiting for the next pass
+
+[destinations.servicedesk]
+type = "request_tracker"
+url = "https://rt.example.org"
+queue = "Security"
+token = "${file:/etc/iiswatch/rt-token}"   # or user = "iiswatch", password = "${env:RT_PW}"
+requestor = "soc@example.org"
+priority = { low = 20, medium = 50, high = 80, critical = 100 }
+custom_fields = { Severity = "{{ alert.severity }}", Rule = "{{ rule.name }}" }
+comment_when_open = true                 # the same group firing again: a comment, not a ticket
+
+[destinations.soc-slack]
+type = "webhook"
+url = "${env:SLACK_WEBHOOK_URL}"         # the URL is the secret
+body = "slack.json"
+
+[destinations.jira]
+type = "webhook"
+url = "https://example.atlassian.net/rest/api/3/issue"
+body = "jira-v3.json"
+auth = { type = "basic", username = "soc-bot@example.org", password = "${env:JIRA_API_TOKEN}" }
+vars = { project = "SEC", issue_type = "Task", priority_critical = "Highest" }
+ticket_field = "key"
+
+[destinations.ticket-script]
+type = "command"
+argv = ["/usr/local/bin/open-ticket", "--queue", "web"]
+timeout = "30s"
+env = { TICKET_API_KEY = "${file:/etc/iiswatch/ticket-api-key}" }
+"""
+
+
+def test_the_readme_example_loads_with_each_kind_of_destination() -> None:
+    cfg = parse_config(README_EXAMPLE)
+    assert isinstance(cfg.destinations["servicedesk"], RequestTrackerDestination)
+    assert isinstance(cfg.destinations["soc-slack"], WebhookDestination)
+    assert isinstance(cfg.destinations["jira"], WebhookDestination)
+    assert isinstance(cfg.destinations["ticket-script"], CommandDestination)
+    assert cfg.delivery.deadline == timedelta(hours=2)
+    assert cfg.delivery.backoff_base == timedelta(seconds=2)
+    rt = cfg.destinations["servicedesk"]
+    assert isinstance(rt, RequestTrackerDestination)
+    assert rt.priority["critical"] == 100 and rt.queue == "Security"
+
+
+def test_every_problem_is_reported_with_its_place() -> None:
+    text = """
+[delivery]
+deadline = "soon"
+[destinations.rt]
+type = "request_tracker"
+url = "not a url"
+[destinations.hook]
+type = "webhook"
+url = "https://example.org/x"
+"""
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "alerting.toml")
+    msg = e.value.message
+    assert "alerting.toml: delivery.deadline: must be a duration" in msg
+    assert "destinations.rt.request_tracker.url: must be an http:// or https:// URL" in msg
+    assert "destinations.hook.webhook.body: Field required" in msg
+    assert msg.startswith("3 problem(s)")
+
+
+def test_a_misspelt_secret_key_is_reported_without_its_value() -> None:
+    text = """
+[destinations.rt]
+type = "request_tracker"
+url = "https://rt.example.org"
+tokn = "1-14-topsecretvalue"
+"""
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    assert "tokn" in e.value.message
+    assert "topsecret" not in e.value.message
+
+
+def test_secrets_resolve_from_the_environment_and_files_and_never_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("1-14-fromfile\n")
+    monkeypatch.setenv("IISWATCH_TEST_SECRET", "s3cr3t")
+    cfg = parse_config(
+        f"""
+[destinations.rt]
+type = "request_tracker"
+url = "https://rt.example.org"
+token = "${{file:{secret_file}}}"
+[destinations.hook]
+type = "webhook"
+url = "https://hooks.example.org/${{env:IISWATCH_TEST_SECRET}}"
+body = "slack.json"
+headers = {{ "X-Api-Key" = "key ${{env:IISWATCH_TEST_SECRET}}" }}
+"""
+    )
+    rt = cfg.destinations["rt"]
+    hook = cfg.destinations["hook"]
+    assert isinstance(rt, RequestTrackerDestination) and isinstance(hook, WebhookDestination)
+    assert rt.token is not None
+    assert resolve_secret(rt.token, "t") == "1-14-fromfile"
+    assert resolve_secret(hook.url, "u") == "https://hooks.example.org/s3cr3t"
+    assert resolve_secret(hook.headers["X-Api-Key"], "h") == "key s3cr3t"
+    printed = repr(cfg) + str(cfg) + cfg.model_dump_json()
+    assert "IISWATCH_TEST_SECRET" not in printed and "fromfile" not in printed
+
+
+def test_a_missing_secret_names_the_variable_or_file_not_a_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("IISWATCH_NOT_SET", raising=False)
+    with pytest.raises(ConfigError, match="environment variable IISWATCH_NOT_SET is not set"):
+        resolve_secret("Bearer ${env:IISWATCH_NOT_SET}", "destination x")
+    with pytest.raises(ConfigError, match="cannot read secret file /nonexistent/iiswatch"):
+        resolve_secret("${file:/nonexistent/iiswatch}", "destination x")
+
+
+def test_basic_auth_needs_a_password_and_excludes_a_token() -> None:
+    base = '[destinations.rt]\ntype = "request_tracker"\nurl = "https://rt.example.org"\n'
+    with pytest.raises(ConfigError, match="`user` needs `password`"):
+        parse_config(base + 'user = "iiswatch"\n')
+    with pytest.raises(ConfigError, match="exactly one of"):
+        parse_config(base + 'user = "iiswatch"\npassword = "x"\ntoken = "y"\n')
+    cfg = parse_config(base + 'user = "iiswatch"\npassword = "${env:RT_PASSWORD}"\n')
+    assert isinstance(cfg.destinations["rt"], RequestTrackerDestination)
+
+
+def test_the_services_own_section_of_the_same_file_is_left_to_it() -> None:
+    cfg = parse_config(
+        '[service]\nsettle = "2s"\n[destinations.x]\ntype = "command"\nargv = ["true"]\n'
+    )
+    assert list(cfg.destinations) == ["x"]
+
+
+def test_an_unknown_destination_name_lists_the_known_ones() -> None:
+    cfg = parse_config('[destinations.x]\ntype = "command"\nargv = ["true"]\n')
+    with pytest.raises(ConfigError, match=r"no destination named 'servicedesk' \(known: x\)"):
+        cfg.destination("servicedesk")
+
+
+def test_framing_headers_are_refused() -> None:
+    with pytest.raises(ConfigError, match="set by iiswatch: content-length"):
+        parse_config(
+            '[destinations.h]\ntype = "webhook"\nurl = "https://x.example"\nbody = "slack.json"\n'
+            'headers = { "Content-Length" = "1" }\n'
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("10s", 10), ("5m", 300), ("2h", 7200), ("1d", 86400), (3, 3)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_a_missing_config_file_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no alerting config at") as e:
+        load_config(tmp_path / "nope.toml")
+    assert e.value.hint and "--config" in e.value.hint
