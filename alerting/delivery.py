@@ -23,7 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 
 from iiswatch.alerting.config import AlertingConfig, DeliverySettings
 from iiswatch.alerting.destinations import DeliveryResult, Destination, build
-from iiswatch.alerting.outbox import LostClaim, Outbox, Record, parse_time
+from iiswatch.alerting.outbox import ALERTS_INDEX, LostClaim, Outbox, Record, parse_time
 from iiswatch.alerting.templates import Templates
 from iiswatch.errors import ConfigError, DeliveryError, UsageError
 
@@ -79,8 +79,9 @@ class Deliverer:
         owner: str | None = None,
         templates: Templates | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        index: str = ALERTS_INDEX,
     ) -> None:
-        self.outbox = Outbox(es)
+        self.outbox = Outbox(es, index)
         self.config = config
         self.settings = config.delivery
         self.owner = owner or default_owner()
@@ -262,24 +263,34 @@ def deliver_pending(
 
 
 def retry(
-    es: Elasticsearch, config: AlertingConfig, alert_id: str, now: datetime | None = None
+    es: Elasticsearch,
+    config: AlertingConfig,
+    alert_id: str,
+    now: datetime | None = None,
+    *,
+    index: str = ALERTS_INDEX,
 ) -> DeliveryReport | None:
     """Replay a failed alert now (a new round, a new deadline); None if another process
     claimed it first."""
     now = now or datetime.now(UTC)
-    deliverer = Deliverer(es, config)
+    deliverer = Deliverer(es, config, index=index)
     deliverer.outbox.requeue(alert_id, now)
     reports = deliverer.deliver_pending(now, ids=[alert_id])
     return reports[0] if reports else None
 
 
 def resolve(
-    es: Elasticsearch, config: AlertingConfig, alert_id: str, now: datetime | None = None
+    es: Elasticsearch,
+    config: AlertingConfig,
+    alert_id: str,
+    now: datetime | None = None,
+    *,
+    index: str = ALERTS_INDEX,
 ) -> list[str]:
     """Resolve the tickets an alert opened (destinations that can) and mark it resolved;
     the ticket ids resolved."""
     now = now or datetime.now(UTC)
-    deliverer = Deliverer(es, config)
+    deliverer = Deliverer(es, config, index=index)
     rec = deliverer.outbox.get(alert_id)
     if rec is None:
         raise UsageError(f"no alert {alert_id}", "`iiswatch alerts list` shows the ids")
