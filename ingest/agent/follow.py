@@ -259,7 +259,7 @@ class Follower:
         for spec in self.inputs:
             for name in sorted(glob.glob(spec.path, recursive=True)):
                 if os.path.isfile(name):
-                    found.setdefault(path_key(name), (Path(name), spec))
+                    found.setdefault(path_key(name), (Path(os.path.abspath(name)), spec))
         for key, f in list(self.files.items()):
             if key not in found or not self._still_at_path(f):
                 del self.files[key]
