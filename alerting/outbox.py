@@ -285,7 +285,9 @@ class Outbox:
                 "only failed alerts are replayed; `iiswatch alerts show ID` shows its tickets",
             )
         states = {
-            name: {**st, "attempts": 0} if st.get("status") != "delivered" else st
+            name: st
+            if st.get("status") == "delivered"
+            else {**st, "status": "pending", "attempts": 0}
             for name, st in (rec.delivery.get("states") or {}).items()
         }
         return self._changed(

@@ -1,0 +1,143 @@
+"""The `command` destination with real scripts: the alert arrives as JSON on stdin, the
+first line of stdout is the ticket, and a failure or a timeout is recorded with the exit
+status and the end of stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from elasticsearch import Elasticsearch
+
+from iiswatch.alerting.config import AlertingConfig, parse_config
+from iiswatch.alerting.delivery import Deliverer
+from iiswatch.alerting.outbox import Outbox
+from tests.integration.alerting_support import alerting_client, outbox_index, unique_alert
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def es() -> Elasticsearch:
+    return alerting_client()
+
+
+@pytest.fixture
+def index(es: Elasticsearch) -> Iterator[str]:
+    name = outbox_index()
+    yield name
+    es.indices.delete(index=name, ignore_unavailable=True)
+
+
+def script(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "open-ticket.py"
+    path.write_text(f"#!{sys.executable}\nimport json, os, sys, time\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def config(argv: list[str], timeout: str = "10s") -> AlertingConfig:
+    return parse_config(
+        f"""
+[delivery]
+backoff_base = "10ms"
+quick_attempts = 1
+[destinations.script]
+type = "command"
+argv = {orjson.dumps(argv).decode()}
+timeout = "{timeout}"
+env = {{ TICKET_QUEUE = "web" }}
+"""
+    )
+
+
+def test_the_script_gets_the_alert_on_stdin_and_its_stdout_is_the_ticket(
+    tmp_path: Path, es: Elasticsearch, index: str
+) -> None:
+    received = tmp_path / "received.json"
+    path = script(
+        tmp_path,
+        f"alert = json.load(sys.stdin)\n"
+        f"open({str(received)!r}, 'w').write(json.dumps(alert))\n"
+        f"print('TICKET-42', os.environ['TICKET_QUEUE'])\n"
+        f"print('more output is ignored')",
+    )
+    alert = unique_alert()
+    alert["samples"][0]["event"]["original"] += " {{7*7}}"
+    outbox = Outbox(es, index)
+    outbox.put_new(alert, destinations=["script"])
+    [report] = Deliverer(es, config([str(path), "--queue", "web"]), index=index).deliver_pending(
+        ids=[alert["alert_id"]]
+    )
+
+    assert report.status == "delivered"
+    assert report.results[0].ticket_id == "TICKET-42 web"
+    got = orjson.loads(received.read_bytes())
+    assert got["alert_id"] == alert["alert_id"]
+    assert got["samples"] == alert["samples"]  # the log line, {{7*7}} and all, as data
+    assert "delivery" not in got  # the outbox's bookkeeping is not the alert
+    rec = outbox.get(alert["alert_id"])
+    assert rec is not None
+    assert rec.delivery["attempts"][0]["detail"]["exit_status"] == 0
+
+
+def test_a_failing_script_is_retried_with_its_exit_status_and_stderr_kept(
+    tmp_path: Path, es: Elasticsearch, index: str
+) -> None:
+    path = script(
+        tmp_path,
+        "sys.stdin.read()\n"
+        "sys.stderr.write('x' * 5000 + '\\nservice desk API returned 503\\n')\n"
+        "sys.exit(3)",
+    )
+    alert = unique_alert()
+    outbox = Outbox(es, index)
+    outbox.put_new(alert, destinations=["script"])
+    [report] = Deliverer(es, config([str(path)]), index=index).deliver_pending(
+        ids=[alert["alert_id"]]
+    )
+
+    assert report.status == "new"  # retried later
+    assert "exited with status 3: service desk API returned 503" in report.errors["script"]
+    rec = outbox.get(alert["alert_id"])
+    assert rec is not None
+    attempt = rec.delivery["attempts"][0]
+    assert attempt["outcome"] == "retryable"
+    assert attempt["detail"]["exit_status"] == 3
+    tail = attempt["detail"]["stderr_tail"]
+    assert tail.endswith("service desk API returned 503\n") and len(tail) <= 2001
+
+
+def test_a_script_past_its_timeout_is_killed_and_the_timeout_recorded(
+    tmp_path: Path, es: Elasticsearch, index: str
+) -> None:
+    path = script(tmp_path, "sys.stderr.write('waiting\\n'); sys.stderr.flush(); time.sleep(30)")
+    alert = unique_alert()
+    outbox = Outbox(es, index)
+    outbox.put_new(alert, destinations=["script"])
+    [report] = Deliverer(es, config([str(path)], "500ms"), index=index).deliver_pending(
+        ids=[alert["alert_id"]]
+    )
+
+    assert report.status == "new"
+    assert "did not finish within 0.5s" in report.errors["script"]
+    rec = outbox.get(alert["alert_id"])
+    assert rec is not None
+    detail = rec.delivery["attempts"][0]["detail"]
+    assert detail["timeout"] is True and detail["seconds"] < 5
+    assert detail["stderr_tail"] == "waiting\n"
+
+
+def test_a_missing_program_is_a_permanent_failure(
+    tmp_path: Path, es: Elasticsearch, index: str
+) -> None:
+    alert = unique_alert()
+    Outbox(es, index).put_new(alert, destinations=["script"])
+    [report] = Deliverer(
+        es, config([str(tmp_path / "no-such-program")]), index=index
+    ).deliver_pending(ids=[alert["alert_id"]])
+    assert report.status == "failed"
+    assert "cannot run command script" in report.errors["script"]
