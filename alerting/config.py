@@ -100,10 +100,10 @@ class DeliverySettings(_Model):
     destination; then the alert is `failed` (`iiswatch alerts retry ID` replays it)."""
 
     deadline: Duration = timedelta(hours=2)
-    max_attempts: int = Field(50, ge=1)
+    max_attempts: int = Field(default=50, ge=1)
     backoff_base: Duration = timedelta(seconds=2)
     backoff_max: Duration = timedelta(minutes=5)
-    quick_attempts: int = Field(2, ge=1, le=10)
+    quick_attempts: int = Field(default=2, ge=1, le=10)
     claim_timeout: Duration = timedelta(minutes=5)  # a crashed deliverer's claim expires
 
     @model_validator(mode="after")
@@ -202,7 +202,7 @@ class AlertingConfig(_Model):
     kibana_url: HttpUrl | None = None
     kibana_data_view: str | None = None  # data view id for Discover links (default: Kibana's)
     templates_dir: Path | None = None  # your own *.j2, looked up before the shipped ones
-    evidence_lines: int = Field(10, ge=0, le=200)
+    evidence_lines: int = Field(default=10, ge=0, le=200)
     delivery: DeliverySettings = DeliverySettings()
     destinations: dict[Name, Destination] = {}
 

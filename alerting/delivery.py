@@ -59,7 +59,7 @@ def backoff(settings: DeliverySettings, attempt: int, retry_after: float | None 
         multiplier=settings.backoff_base.total_seconds(),
         max=settings.backoff_max.total_seconds(),
     )
-    state = RetryCallState(None, None, (), {})
+    state = RetryCallState(Retrying(), None, (), {})
     state.attempt_number = max(1, attempt)
     return max(float(wait(state)), retry_after or 0.0)
 

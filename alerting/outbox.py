@@ -19,6 +19,7 @@ id, url, action}], last_error, delivered_at, failed_at, resolved_at}.
 
 from __future__ import annotations
 
+import builtins
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -320,7 +321,7 @@ class Outbox:
         )
         return self._search(query, limit, [{"delivery.created": "desc"}])
 
-    def due(self, now: datetime, *, limit: int = 50) -> list[Record]:
+    def due(self, now: datetime, *, limit: int = 50) -> builtins.list[Record]:
         """Alerts a delivery pass should claim: due `new` ones and abandoned claims."""
         query = {
             "bool": {
@@ -347,7 +348,9 @@ class Outbox:
         }
         return self._search(query, limit, [{"delivery.next_attempt_at": "asc"}])
 
-    def _search(self, query: dict[str, Any], limit: int, sort: list[Any]) -> list[Record]:
+    def _search(
+        self, query: dict[str, Any], limit: int, sort: builtins.list[Any]
+    ) -> builtins.list[Record]:
         with backend_errors(self.es):
             r = self.es.search(
                 index=self.index,

@@ -330,8 +330,8 @@ class Templates:
             return env.get_template(f"{name}.j2").render(self.context(alert, **extra))
         except (TemplateError, TypeError, ValueError) as e:
             where = f"template {name}"
-            if getattr(e, "lineno", None):
-                where += f" line {e.lineno}"
+            if lineno := getattr(e, "lineno", None):
+                where += f" line {lineno}"
             raise TemplateProblem(
                 f"{where}: {getattr(e, 'message', None) or e}",
                 "fix the template; `iiswatch alerts render --sample --destination NAME` "

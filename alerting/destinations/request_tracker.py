@@ -123,7 +123,7 @@ class RequestTracker:
             "Subject": subject,
             "Content": body,
             "ContentType": "text/plain",
-            "Priority": self.cfg.priority.get(alert.get("severity", "medium"), 50),  # type: ignore[call-overload]
+            "Priority": self.cfg.priority.get(alert.get("severity", "medium"), 50),
             "CustomFields": self._custom_fields(alert),
         }
         if self.cfg.requestor:
