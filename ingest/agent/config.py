@@ -39,14 +39,14 @@ class InputConfig(BaseModel):
 
     path: str = Field(min_length=1)
     format: Format | None = None
-    site: str | None = Field(None, pattern=NAME_PATTERN)
+    site: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(default_factory=socket.gethostname, pattern=NAME_PATTERN)
-    host: str | None = Field(None, pattern=NAME_PATTERN)  # host.name; default: `name`
+    host: str | None = Field(default=None, pattern=NAME_PATTERN)  # host.name; default: `name`
     collector: str = Field(pattern=r"^https?://")
     token_file: Path
     state: Path

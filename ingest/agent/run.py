@@ -132,6 +132,11 @@ class Agent:
                     follower.acknowledge(batch)
                     store.save(AgentState(run=state.run, files=follower.records()))
                     self.stats.record(ack, batch)
+                    log.debug(
+                        "batch %s: %d lines, %d bytes, %d files acknowledged (%d events, %d dead)",
+                        batch_id, batch.lines, batch.size, len(batch.chunks), ack.events,
+                        ack.dead_letters,
+                    )  # fmt: skip
                     batch = Batch(max_bytes, cfg.batch_max_lines)
                     continue  # there may be more to read right away
                 pause = cfg.poll_interval
