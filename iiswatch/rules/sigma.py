@@ -4,7 +4,8 @@ Elasticsearch (Lucene) backend, through this project's W3C → ECS processing pi
 Every rule either becomes a rule file (Lucene shorthand, severity from `level`, MITRE from
 `attack.*` tags, a commented test stub) or comes back with the reason it could not be
 converted: not a web-server log source, a correlation rule, a field IIS does not log, a
-keyword search without a field, a modifier the fields cannot honour, a backend error.
+modifier the fields cannot honour, a backend error. Keywords (values without a field) are
+looked for in what a client controls: the decoded URL, the user agent and the referrer.
 Needs the optional `sigma` extra (`pip install iiswatch[sigma]`).
 """
 
@@ -84,6 +85,9 @@ W3C_TO_ECS: Final[dict[str, str]] = {
     "s-sitename": "iis.access.site_name",
     "s-computername": "iis.access.server_name",
 }
+# Where a keyword search (a value without a field, "anywhere in the line") looks: the parts
+# of an access log line a client controls.
+KEYWORD_FIELDS: Final = ("iiswatch.url.uri", "user_agent.original", "http.request.referrer")
 # Fields with the lower-case normalizer: a `cased` match cannot be honoured on them.
 LOWERCASED_FIELDS: Final = frozenset(
     {"iiswatch.url.query", "iiswatch.url.path", "iiswatch.url.uri"}
@@ -247,7 +251,9 @@ def lucene_regex(pattern: str, *, lower: bool) -> str:
 
 
 def _field_mapping() -> dict[str | None, str | list[str]]:
-    return {k: v for k, v in W3C_TO_ECS.items()}
+    mapping: dict[str | None, str | list[str]] = {k: v for k, v in W3C_TO_ECS.items()}
+    mapping[None] = list(KEYWORD_FIELDS)  # pySigma wraps keyword values in wildcards
+    return mapping
 
 
 def w3c_ecs_pipeline() -> Any:
@@ -278,9 +284,12 @@ def w3c_ecs_pipeline() -> Any:
             ProcessingItem(
                 identifier="iiswatch_decode_path",
                 transformation=DecodeUrlValue(),
-                field_name_conditions=[
-                    IncludeFieldCondition(fields=["iiswatch.url.path", "iiswatch.url.uri"])
-                ],
+                field_name_conditions=[IncludeFieldCondition(fields=["iiswatch.url.path"])],
+            ),
+            ProcessingItem(  # path?query: rules write `+` for a space in the query part
+                identifier="iiswatch_decode_uri",
+                transformation=DecodeUrlValue(plus_as_space=True),
+                field_name_conditions=[IncludeFieldCondition(fields=["iiswatch.url.uri"])],
             ),
             ProcessingItem(  # the index lower-cases them; wildcards in query_string are not
                 identifier="iiswatch_lowercase",
@@ -347,11 +356,7 @@ def _precheck(rule: Any) -> list[str]:
     for det in rule.detection.detections.values():
         for item in _items(det):
             if item.field is None:
-                reasons.append(
-                    "a keyword search without a field: name the field (cs-uri-query, "
-                    "cs-uri-stem, c-useragent ...)"
-                )
-                continue
+                continue  # a keyword: mapped to KEYWORD_FIELDS
             fname = item.field
             if fname not in W3C_TO_ECS and fname not in W3C_TO_ECS.values():
                 unmapped.add(fname)
@@ -396,7 +401,13 @@ def _notes(rule: Any) -> list[str]:
     notes = []
     for det in rule.detection.detections.values():
         for item in _items(det):
-            target = W3C_TO_ECS.get(item.field or "", item.field)
+            if item.field is None:
+                notes.append(
+                    "keywords are looked for in the decoded URL (path?query), the user agent "
+                    "and the referrer"
+                )
+                continue
+            target = W3C_TO_ECS.get(item.field, item.field)
             mods = _modifier_names(item)
             if target == "user_agent.original" and "re" not in mods:
                 notes.append("user_agent.original is matched case-sensitively, as written")
@@ -536,6 +547,7 @@ def convert_file(path: Path, backend: Any = None) -> list[Converted | Rejected]:
         if reasons:
             out.append(Rejected(path, title, tuple(reasons)))
             continue
+        notes = _notes(rule)  # before conversion: the pipeline renames fields in place
         be = backend or LuceneBackend(processing_pipeline=w3c_ecs_pipeline(), collect_errors=True)
         try:
             queries = be.convert_rule(rule)
@@ -549,7 +561,7 @@ def convert_file(path: Path, backend: Any = None) -> list[Converted | Rejected]:
         query = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
         text = rule_text(rule, str(query), path)
         rid = yaml.safe_load(text)["id"]
-        out.append(Converted(path, title, rid, text, tuple(_notes(rule))))
+        out.append(Converted(path, title, rid, text, tuple(notes)))
     return out
 
 

@@ -63,6 +63,16 @@ def test_encoded_values_in_a_rule_are_decoded_like_the_field() -> None:
     assert doc["lucene"] == "iiswatch.url.query:(*..\\/* OR *..\\\\*)"
 
 
+def test_keywords_are_looked_for_in_the_url_user_agent_and_referrer() -> None:
+    result, doc = _converted("web_keywords_only.yml")
+    assert doc["lucene"] == (
+        "(iiswatch.url.uri:(*whoami* OR *cmd.exe*)) OR "
+        "(user_agent.original:(*whoami* OR *cmd.exe*)) OR "
+        "(http.request.referrer:(*whoami* OR *cmd.exe*))"
+    )
+    assert any("keywords are looked for" in n for n in result.notes)
+
+
 def test_method_user_agent_status_and_client_ip_use_their_ecs_names() -> None:
     result, doc = _converted("web_scanner_errors.yml")
     q = doc["lucene"]
@@ -122,7 +132,6 @@ def test_the_rule_file_carries_a_test_stub_to_fill_in() -> None:
     [
         ("proc_creation_whoami.yml", "is not web server access logs"),
         ("proc_creation_whoami.yml", "unmapped field Image"),
-        ("web_keywords_only.yml", "keyword search without a field"),
         ("web_unmapped_field.yml", "unmapped field r-dns"),
         ("web_cased_query.yml", "cased"),
         ("web_fieldref_referer.yml", "fieldref"),
@@ -159,13 +168,13 @@ def test_import_writes_one_file_per_rule_and_re_import_replaces_the_same_rule(
     tmp_path: Path,
 ) -> None:
     result = import_sigma([FIXTURES], tmp_path)
-    assert len(result.converted) == 6
-    assert len(result.rejected) == 7
+    assert len(result.converted) == 7
+    assert len(result.rejected) == 6
     written = sorted(p.name for p in tmp_path.glob("*.yaml"))
     assert "command_parameters_sent_to_a_script_in_an_upload_folder.yaml" in written
-    assert len(written) == 6
+    assert len(written) == 7
     again = import_sigma([CONVERT], tmp_path)
-    assert len(again.converted) == 5 and not again.rejected
+    assert len(again.converted) == 6 and not again.rejected
 
 
 def test_import_does_not_replace_another_rule_of_the_same_name(tmp_path: Path) -> None:
