@@ -65,7 +65,7 @@ def _all_sample_logs(tmp: Path) -> list[Path]:
 
 
 def test_every_field_the_parsers_emit_is_mapped(tmp_path: Path) -> None:
-    assert set(INDEX_TEMPLATES.values()) == set(TEMPLATE_FOR_INDEX.values())
+    assert set(TEMPLATE_FOR_INDEX.values()) <= set(INDEX_TEMPLATES.values())
     unmapped: dict[str, set[str]] = {}
     checked = 0
     for log in _all_sample_logs(tmp_path):
@@ -82,7 +82,7 @@ def test_every_field_the_parsers_emit_is_mapped(tmp_path: Path) -> None:
     assert unmapped == {}
 
 
-@pytest.mark.parametrize("template", sorted(set(INDEX_TEMPLATES.values())))
-def test_templates_are_valid_json_with_patterns_and_the_common_component(template: str) -> None:
+@pytest.mark.parametrize("template", sorted(set(TEMPLATE_FOR_INDEX.values())))
+def test_log_templates_have_patterns_and_the_common_component(template: str) -> None:
     t = load_mapping(template)
     assert t["index_patterns"] and t["composed_of"] == ["iiswatch-ecs-common"]
