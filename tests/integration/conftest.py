@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from datetime import date
 
@@ -64,7 +65,8 @@ def test_month(admin_es: Elasticsearch) -> Iterator[date]:
 @pytest.fixture
 def host_name(request: pytest.FixtureRequest, admin_es: Elasticsearch) -> Iterator[str]:
     """A host name unique to the test; its dead letters are removed afterwards."""
-    name = f"test-{request.node.name[:40]}-{os.getpid()}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:40]
+    name = f"test-{safe}-{os.getpid()}"
     yield name
     delete_matching(admin_es, DEADLETTER_INDEX, {"term": {"host.name": name}})
 
