@@ -39,10 +39,11 @@ def test_the_pack_alerts_on_the_attacker_and_on_no_benign_client(
     admin_es: Elasticsearch,
 ) -> None:
     day = test_month.replace(day=14)
+    index = f"{ACCESS_PREFIX}{day:%Y.%m}"
+    admin_es.indices.delete(index=index, ignore_unavailable=True)  # no leftovers of an old run
     manifest = write_sample_day(tmp_path / "logs", day=day, seed=SEED)
     summary = ingest_files(writer_es, expand_inputs([str(tmp_path / "logs")]), host_name=host_name)
     assert summary.failed == 0
-    index = f"{ACCESS_PREFIX}{day:%Y.%m}"
     admin_es.indices.refresh(index=index)
 
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
