@@ -13,7 +13,7 @@ makes one alert, whatever restarts and retries happen:
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -71,11 +71,19 @@ def _self_alert(
     )
 
 
+def _span(d: timedelta) -> str:
+    s = d.total_seconds()
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
 def gap_alert(rule: Rule, gap: Window) -> Alert:
-    hours = (gap.end - gap.start).total_seconds() / 3600
     return _self_alert(
         GAP_RULE_ID,
-        f"Rule not evaluated for {hours:.1f} h of ingested events: {rule.name}",
+        f"Rule not evaluated for {_span(gap.end - gap.start)} of ingested events: {rule.name}",
         "gap",
         "high",
         {"rule.id": rule.rule_id, "rule.name": rule.name},

@@ -60,15 +60,14 @@ def context_clause(w: Window, rule: Rule) -> Query:
     }
 
 
-def window_rule(rule: Rule, w: Window) -> tuple[Rule, list[Query]]:
-    """The rule as evaluated for `w` (its query narrowed by the context clause) and the
-    extra filters applied (for the hit count)."""
+def window_rule(rule: Rule, w: Window) -> Rule:
+    """The rule as evaluated for `w`: its query narrowed by the context clause."""
     if rule.type == "new_terms":
-        return rule, []
+        return rule
     clause = context_clause(w, rule)
     own = own_query(rule)
     query = clause if own is None else {"bool": {"filter": [own, clause]}}
-    return rule.model_copy(update={"query": query, "lucene": None}), [clause]
+    return rule.model_copy(update={"query": query, "lucene": None})
 
 
 def evaluate_ingest_window(
@@ -83,13 +82,14 @@ def evaluate_ingest_window(
     """The alerts of `rule` for the ingest-time window `w` (module docstring), with the
     counts that say why nothing fired. Writes nothing but through `state`."""
     t0 = time.monotonic()
-    evaluated, extra = window_rule(rule, w)
+    evaluated = window_rule(rule, w)
     start = w.start - rule.schedule.lookback
     alerts = evaluate(
         es, evaluated, start, w.end, time_field=INGESTED, now=now, index=index, state=state
     )
+    # hits: the window's new events only (context events were counted in their own window)
     hits, excepted = count_hits(
-        es, rule, start, w.end, time_field=INGESTED, today=now.date(), extra=extra, index=index
+        es, rule, w.start, w.end, time_field=INGESTED, today=now.date(), index=index
     )
     outcome = WindowOutcome(hits=hits, excepted=excepted, alerts=len(alerts))
     if isinstance(state, EsState):
@@ -130,14 +130,21 @@ class RuleRunner:
         self.self_alerts = self_alerts
         self.index = index
 
-    def plan(self, rule: Rule, now: datetime) -> Plan:
-        return plan(
-            self.ledger.cursor(rule.rule_id),
+    def plan(self, rule: Rule, now: datetime, first: datetime | None = None) -> Plan:
+        """The rule's next windows; a rule never run gets its cursor now, so anything
+        after this point is a window (or a gap) and nothing goes unaccounted."""
+        cursor = self.ledger.cursor(rule.rule_id)
+        p = plan(
+            cursor,
             now,
             interval=rule.schedule.interval,
             settle=self.settings.settle,
             catch_up=self.settings.catch_up,
+            first=first,
         )
+        if cursor is None and p.start is not None:
+            self.ledger.advance(rule.rule_id, p.start)
+        return p
 
     def run(
         self,
@@ -145,10 +152,12 @@ class RuleRunner:
         *,
         now: datetime | None = None,
         keep_going: Callable[[], bool] = lambda: True,
+        first: datetime | None = None,
     ) -> RunResult:
         """Evaluate every settled window the rule has not done yet (gap reported first).
         `keep_going` is asked before each window: shutdown or a lost lease stops between
-        windows, never inside one. Errors are recorded (status, an error alert) and leave
+        windows, never inside one. `first`: when the rule appeared (its file's mtime), where
+        a rule never run before starts. Errors are recorded (status, an error alert) and leave
         the cursor where it was, so the window is tried again on the next run."""
         now = now or datetime.now(UTC)
         started = time.monotonic()
@@ -156,7 +165,7 @@ class RuleRunner:
         status = self.status.get(rule.rule_id) or RuleStatus(rule.rule_id, rule.name)
         status.rule_name = rule.name
         try:
-            p = self.plan(rule, now)
+            p = self.plan(rule, now, first)
             if p.gap is not None and keep_going():
                 self._report_gap(rule, p.gap, now)
                 result.gap = p.gap

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class RuleSet:
 
     rules: dict[str, Rule]
     mtimes: dict[Path, float]
+    since: dict[str, datetime] = field(default_factory=dict)  # rule id -> its file's mtime
 
 
 def snapshot(root: Path) -> dict[Path, float]:
@@ -66,7 +67,12 @@ def load_ruleset(root: Path, settings: ServiceSettings) -> tuple[RuleSet, list[P
     mtimes = snapshot(root)
     loaded, problems = scan_rules(root)
     rules = {r.rule_id: r for r in enabled([lr.rule for lr in loaded], settings)}
-    return RuleSet(rules, mtimes), [p for p in problems if p.severity == "error"]
+    since = {
+        lr.rule.rule_id: datetime.fromtimestamp(mtimes[lr.path], UTC)
+        for lr in loaded
+        if lr.path in mtimes
+    }
+    return RuleSet(rules, mtimes, since), [p for p in problems if p.severity == "error"]
 
 
 class AlertingService:
@@ -190,9 +196,13 @@ class AlertingService:
             )
         try:
             results = {
-                rid: self.runner.run(rule, keep_going=self.lease.is_leader)
+                rid: self.runner.run(
+                    rule, keep_going=self.lease.is_leader, first=ruleset.since.get(rid)
+                )
                 for rid, rule in ruleset.rules.items()
             }
+            if self.settings.deadman.enabled:
+                self.monitor.deadman(datetime.now(UTC))
             self.sink.deliver()
             return results
         finally:
@@ -217,7 +227,9 @@ class AlertingService:
         rule = self.ruleset.rules.get(rule_id)
         if rule is None or not self._keep_going():
             return
-        result = self.runner.run(rule, keep_going=self._keep_going)
+        result = self.runner.run(
+            rule, keep_going=self._keep_going, first=self.ruleset.since.get(rule_id)
+        )
         if result.alerts or result.gap is not None or result.error is not None:
             self._wake("deliver")
 

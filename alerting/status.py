@@ -48,14 +48,12 @@ class WindowOutcome:
             self.reason = "alerted"
         elif self.suppressed:
             self.reason = "suppressed"
+        elif not self.hits:
+            self.reason = "excepted" if self.excepted else "no hits"
         elif self.found:
             self.reason = "already alerted"
-        elif self.hits:
-            self.reason = "below condition"
-        elif self.excepted:
-            self.reason = "excepted"
         else:
-            self.reason = "no hits"
+            self.reason = "below condition"
         return self
 
     def as_doc(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class Plan:
 
     windows: list[Window]
     gap: Window | None = None
+    start: datetime | None = None  # where the plan starts (the cursor, or a new rule's start)
 
     @property
     def end(self) -> datetime | None:
@@ -76,22 +77,25 @@ def plan(
     interval: timedelta,
     settle: timedelta,
     catch_up: timedelta,
+    first: datetime | None = None,
 ) -> Plan:
     """The windows to evaluate at `now` for a rule whose windows are done up to `cursor`.
 
-    - no cursor (a rule never run): the newest settled window only — there is nothing the
-      rule has missed, it did not exist;
+    - no cursor (a rule never run): from `first` (when the rule appeared: its file's
+      modification time), but no more than `catch_up` back and without a gap — the rule
+      missed nothing before it existed; without `first`, the newest settled window only;
     - cursor not on the grid (the interval changed): a short first window up to the grid;
     - more than `catch_up` behind (downtime): the newest `catch_up` worth of windows (at
       least one) is evaluated, and `[cursor, first window)` is the gap, reported once.
     """
     end = settled_end(now, interval, settle)
-    if cursor is None:
-        return Plan([Window(end - interval, end)])
-    if cursor >= end:
-        return Plan([])
     limit = max(1, _us(catch_up) // _us(interval))
     earliest = end - interval * limit
+    if cursor is None:
+        cursor = end - interval if first is None else max(align_down(first, interval), earliest)
+    begin = cursor
+    if cursor >= end:
+        return Plan([], start=begin)
     gap = None
     if cursor < earliest:
         # the gap ends on the grid, so the windows after it are whole
@@ -106,7 +110,7 @@ def plan(
     while stop <= end:
         windows.append(Window(start, stop))
         start, stop = stop, stop + interval
-    return Plan(windows, gap)
+    return Plan(windows, gap, start=begin)
 
 
 def _us(d: timedelta) -> int:

@@ -80,6 +80,7 @@ def run(
 @app.command()
 def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    lease_name: str = typer.Option("alerting", "--lease", help="The service's lease_name."),
 ) -> None:
     """Per rule: last run, lag, duration, hits, alerts, errors, and why nothing fired."""
     from iiswatch.alerting.lease import Lease
@@ -87,7 +88,7 @@ def status(
 
     es = client_for(Purpose.ALERTING)
     rules = sorted(StatusStore(es).all(), key=lambda s: s.rule_name.lower())
-    lease = Lease(es).info()
+    lease = Lease(es, lease_name).info()
     if json_out:
         print_json(
             {

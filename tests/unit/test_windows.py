@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from iiswatch.alerting.windows import Window, align_down, align_up, next_run, plan
 
@@ -13,7 +14,7 @@ MIN = timedelta(minutes=1)
 S = timedelta(seconds=1)
 
 
-def _plan(cursor: datetime | None, now: datetime, **kw: timedelta):
+def _plan(cursor: datetime | None, now: datetime, **kw: Any):
     args = {"interval": MIN, "settle": 5 * S, "catch_up": 10 * MIN} | kw
     return plan(cursor, now, **args)
 
@@ -45,6 +46,15 @@ def test_consecutive_windows_are_contiguous_and_never_overlap():
 def test_a_rule_never_run_starts_with_the_newest_settled_window():
     p = _plan(None, T0 + 30 * S)
     assert p.windows == [Window(T0 - MIN, T0)]
+
+
+def test_a_new_rule_starts_where_its_file_appeared_within_the_catch_up_limit_and_no_gap():
+    p = _plan(None, T0 + 3 * MIN + 30 * S, first=T0 + 20 * S)
+    assert p.windows == [Window(T0 + i * MIN, T0 + (i + 1) * MIN) for i in range(3)]
+    p = _plan(None, T0 + 60 * MIN + 30 * S, first=T0)
+    assert p.gap is None
+    assert len(p.windows) == 10
+    assert p.windows[-1].end == T0 + 60 * MIN
 
 
 def test_a_cursor_off_the_grid_after_an_interval_change_gets_a_short_first_window():

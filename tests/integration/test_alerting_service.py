@@ -1,0 +1,426 @@
+"""`iiswatch alerting run` as real processes against the real node: killed and restarted,
+two of them at once, late events, downtime beyond the catch-up limit, suppression across
+restarts, status, deadman and rule errors. Alerts go to a real `command` destination that
+writes one ticket file per delivery, so a duplicate delivery would show as a second file.
+
+Rules run every second (2 s where processes are killed), so the whole file takes about a
+minute. Events are W3C lines ingested now: most carry a @timestamp in a 1990s test month
+(the extreme of a late event), one is ten minutes old.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from iiswatch.alerting.deadman import DEADMAN_RULE_ID, ERROR_RULE_ID, GAP_RULE_ID
+from iiswatch.alerting.lease import LEASE_INDEX
+from iiswatch.alerting.ledger import WINDOWS_INDEX
+from iiswatch.alerting.outbox import ALERTS_INDEX
+from iiswatch.alerting.state import SUPPRESSION_INDEX
+from iiswatch.alerting.status import STATUS_INDEX
+from iiswatch.ingest.batch import ingest_files
+from tests.integration.conftest import delete_matching
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "iiswatch.cli.main"]
+FIELDS = (
+    "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+    "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
+)
+# A ticket system in a file: one ticket per alert id (the id is the idempotency key, as it
+# is for Request Tracker), and one line per call in calls.log.
+TICKET_SCRIPT = """\
+import json, os, sys
+alert = json.load(sys.stdin)
+out = sys.argv[1]
+with open(os.path.join(out, "calls.log"), "a") as log:
+    log.write(alert["alert_id"] + "\\n")
+name = os.path.join(out, alert["alert_id"] + ".json")
+if not os.path.exists(name):
+    with open(name + ".tmp", "w") as f:
+        json.dump(alert, f)
+    os.replace(name + ".tmp", name)
+print("file:" + os.path.basename(name))
+"""
+
+
+def rule_yaml(
+    rule_id: str, name: str, index: str, lucene: str, *, interval: str = "1s", extra: str = ""
+) -> str:
+    return f"""\
+id: {rule_id}
+name: {name}
+description: test rule of the alerting service
+author: tests
+status: test
+severity: high
+risk_score: 70
+index: {index}
+schedule: {{interval: {interval}, lookback: 30s}}
+type: match
+lucene: '{lucene}'
+group_by: [source.ip]
+alert: {{destinations: [tickets]}}
+{extra}"""
+
+
+@dataclass
+class Workspace:
+    root: Path
+    es: Elasticsearch
+    writer: Elasticsearch
+    index: str  # the test month's access index
+    month: date
+    host: str
+    lease: str
+    rule_ids: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    lines: int = 0
+
+    @property
+    def rules(self) -> Path:
+        return self.root / "rules"
+
+    @property
+    def tickets(self) -> Path:
+        return self.root / "tickets"
+
+    @property
+    def script(self) -> Path:
+        return self.root / "ticket.py"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "alerting.toml"
+
+    def write_config(self, **service: Any) -> None:
+        settings = {
+            "settle": "1s",
+            "lease_name": self.lease,
+            "lease_ttl": "2s",
+            "catch_up": "5m",
+            "reload_poll": "1s",
+            "jitter": "0s",
+            "error_destinations": ["tickets"],
+        } | service
+        # a killed deliverer's claim expires quickly (the default is minutes)
+        claim = settings.pop("claim_timeout", "2s")
+        deadman = settings.pop("deadman", {"enabled": False})
+        lines = [
+            "[destinations.tickets]",
+            'type = "command"',
+            f"argv = {json.dumps([sys.executable, str(self.script), str(self.tickets)])}",
+            "",
+            "[delivery]",
+            f'claim_timeout = "{claim}"',
+            "",
+            "[service]",
+            *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+            "",
+            "[service.deadman]",
+            *(f"{k} = {json.dumps(v)}" for k, v in deadman.items()),
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def add_rule(
+        self, lucene: str, *, interval: str = "1s", extra: str = "", index: str | None = None
+    ) -> str:
+        rid = str(uuid.uuid4())
+        self.rule_ids.append(rid)
+        index = index or self.index
+        text = rule_yaml(rid, f"test {rid[:8]}", index, lucene, interval=interval, extra=extra)
+        (self.rules / f"{rid}.yaml").write_text(text)
+        return rid
+
+    def whoami_rule(self, **kw: Any) -> str:
+        return self.add_rule(f"iiswatch.url.query.text:whoami AND host.name:{self.host}", **kw)
+
+    def ingest(self, *ips: str, when: datetime | None = None, query: str = "cmd=whoami") -> None:
+        """One request per client IP, ingested now (event time: the test month, or `when`)."""
+        self.lines += 1  # a distinct second per file: documents ids come from content
+        t = when or datetime(self.month.year, self.month.month, 2, 12, 0, self.lines, tzinfo=UTC)
+        rows = [FIELDS]
+        for ip in ips:
+            rows.append(
+                f"{t:%Y-%m-%d %H:%M:%S} 10.0.0.5 GET /uploads/x.aspx {query} 443 - {ip} "
+                "Mozilla/5.0 - 200 0 0 15"
+            )
+        path = self.root / f"u_ex{self.lines:04d}.log"
+        path.write_text("\r\n".join(rows) + "\r\n")
+        done = ingest_files(self.writer, [path], host_name=self.host)
+        assert done.indexed == len(ips)
+
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        log = (self.root / f"service-{len(self.procs)}.log").open("wb")
+        args = [*CLI, "alerting", "run", "--config", str(self.config)]
+        proc = subprocess.Popen(
+            [*args, "--rules-dir", str(self.rules), *extra], stdout=log, stderr=log
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def once(self) -> str:
+        args = [*CLI, "alerting", "run", "--once", "--config", str(self.config)]
+        r = subprocess.run([*args, "--rules-dir", str(self.rules)], capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stderr.decode()
+
+    def log(self, proc: subprocess.Popen[bytes]) -> str:
+        return (self.root / f"service-{self.procs.index(proc)}.log").read_text()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.tickets.glob("*.json"))]
+
+    def calls(self) -> Counter[str]:
+        log = self.tickets / "calls.log"
+        return Counter(log.read_text().split()) if log.exists() else Counter()
+
+    def outbox(self) -> list[tuple[Any, ...]]:
+        self.es.indices.refresh(index=ALERTS_INDEX)
+        hits = self.es.search(
+            index=ALERTS_INDEX, query={"terms": {"rule.id": self.rule_ids}}, size=100
+        )["hits"]["hits"]
+        return [
+            (h["_id"], h["_source"]["source"]["ip"], h["_source"]["delivery"]["status"])
+            for h in hits
+        ]
+
+    def wait_tickets(
+        self, ok: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.delivered()
+            if ok(found):
+                return found
+            if time.monotonic() > deadline:
+                logs = "\n".join(
+                    (self.root / f"service-{i}.log").read_text()[-3000:]
+                    for i in range(len(self.procs))
+                )
+                raise AssertionError(
+                    f"tickets so far: {_summary(found)}\noutbox: {self.outbox()}\n{logs}"
+                )
+            time.sleep(0.2)
+
+
+def _summary(tickets: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [(t["rule"]["name"], t["group"]) for t in tickets]
+
+
+def ips_of(tickets: list[dict[str, Any]], rule_id: str | None = None) -> Counter[str]:
+    return Counter(
+        t["group"]["source.ip"]
+        for t in tickets
+        if "source.ip" in t["group"] and (rule_id is None or t["rule"]["id"] == rule_id)
+    )
+
+
+@pytest.fixture
+def ws(
+    tmp_path: Path, test_month: date, admin_es: Elasticsearch, writer_es: Elasticsearch
+) -> Iterator[Workspace]:
+    suffix = f"{test_month.year}.{test_month.month:02d}"
+    w = Workspace(
+        tmp_path,
+        admin_es,
+        writer_es,
+        f"iis-access-{suffix}",
+        test_month,
+        f"alerting-{uuid.uuid4().hex[:10]}",
+        f"test-{uuid.uuid4().hex[:10]}",
+    )
+    w.rules.mkdir()
+    w.tickets.mkdir()
+    (tmp_path / "ticket.py").write_text(TICKET_SCRIPT)
+    w.write_config()
+    yield w
+    for p in w.procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    ids = w.rule_ids
+    alert_ids = [t["alert_id"] for t in w.delivered()]
+    for index in (WINDOWS_INDEX, SUPPRESSION_INDEX, STATUS_INDEX, ALERTS_INDEX):
+        delete_matching(admin_es, index, {"terms": {"rule.id": ids}})
+    delete_matching(admin_es, ALERTS_INDEX, {"ids": {"values": alert_ids or ["-"]}})
+    delete_matching(admin_es, STATUS_INDEX, {"ids": {"values": ids or ["-"]}})
+    admin_es.options(ignore_status=404).delete(index=LEASE_INDEX, id=w.lease)
+    current = datetime.now(UTC)
+    for month in {current, current - timedelta(minutes=15)}:
+        delete_matching(admin_es, f"iis-access-{month:%Y.%m}", {"term": {"host.name": w.host}})
+
+
+def ledger(es: Elasticsearch, rule_id: str) -> list[dict[str, Any]]:
+    es.indices.refresh(index=WINDOWS_INDEX)
+    hits = es.search(
+        index=WINDOWS_INDEX,
+        query={"term": {"rule.id": rule_id}},
+        sort=[{"window.start": "asc"}],
+        size=10_000,
+    )["hits"]["hits"]
+    return [h["_source"] for h in hits if h["_source"].get("kind") in ("window", "gap")]
+
+
+def assert_contiguous(windows: list[dict[str, Any]]) -> None:
+    for a, b in itertools.pairwise(windows):
+        assert a["window"]["end"] == b["window"]["start"], (a["window"], b["window"])
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+def test_a_service_killed_and_restarted_mid_run_neither_duplicates_nor_misses(
+    ws: Workspace,
+) -> None:
+    rid = ws.whoami_rule(interval="2s")
+    ws.write_config(lease_ttl="2s")
+    ips = [f"203.0.113.{i}" for i in range(1, 5)]
+    for i, ip in enumerate(ips):
+        proc = ws.start()
+        time.sleep(1.0 + 0.7 * i)  # start-up, and a different moment of the cycle each time
+        ws.ingest(ip)
+        time.sleep(0.5 * i)
+        proc.send_signal(signal.SIGKILL)  # no clean shutdown: the lease stays taken
+        proc.wait(10)
+    ws.start()
+    tickets = ws.wait_tickets(lambda t: set(ips_of(t, rid)) == set(ips), timeout=30)
+    time.sleep(3)  # time for any duplicate to show up
+    tickets = ws.delivered()
+    assert ips_of(tickets, rid) == Counter({ip: 1 for ip in ips})
+    assert len({t["alert_id"] for t in tickets}) == len(tickets)
+    windows = ledger(ws.es, rid)
+    assert [w for w in windows if w["kind"] == "gap"] == []
+    assert_contiguous(windows)
+
+
+def test_two_services_elect_one_leader_and_the_standby_takes_over_when_it_dies(
+    ws: Workspace,
+) -> None:
+    rid = ws.whoami_rule()
+    a, b = ws.start(), ws.start()
+    time.sleep(2.5)
+    ws.ingest("198.51.100.1", "198.51.100.2", "198.51.100.3")
+    ws.wait_tickets(lambda t: len(ips_of(t, rid)) == 3)
+    leaders = [p for p in (a, b) if "holding the lease" in ws.log(p)]
+    assert len(leaders) == 1, [ws.log(p) for p in (a, b)]
+    leader = leaders[0]
+    standby = b if leader is a else a
+
+    leader.send_signal(signal.SIGKILL)
+    leader.wait(10)
+    killed = time.monotonic()
+    ws.ingest("198.51.100.4")
+    ws.wait_tickets(lambda t: "198.51.100.4" in ips_of(t, rid), timeout=15)
+    # lease ttl 2 s + one renewal + one 1 s window + settle + delivery
+    assert time.monotonic() - killed < 8
+    assert "holding the lease" in ws.log(standby)
+    time.sleep(2)
+    assert ips_of(ws.delivered(), rid) == Counter({f"198.51.100.{i}": 1 for i in range(1, 5)})
+    assert_contiguous(ledger(ws.es, rid))
+
+
+def test_an_event_ten_minutes_old_ingested_now_is_still_alerted(ws: Workspace) -> None:
+    rid = ws.whoami_rule(index="iis-access-*")
+    ws.start()
+    time.sleep(2.5)
+    ws.ingest("192.0.2.10", when=datetime.now(UTC) - timedelta(minutes=10))
+    tickets = ws.wait_tickets(lambda t: "192.0.2.10" in ips_of(t, rid))
+    (t,) = tickets
+    sample = t["samples"][0]
+    assert sample["@timestamp"] < (datetime.now(UTC) - timedelta(minutes=9)).isoformat()
+
+
+def test_downtime_beyond_the_catch_up_limit_is_one_gap_alert_not_a_flood(
+    ws: Workspace,
+) -> None:
+    rid = ws.whoami_rule()
+    ws.write_config(catch_up="3s")
+    ws.once()  # the rule's first run: its cursor
+    time.sleep(7)  # down for about 7 windows, the limit is 3
+    ws.ingest("192.0.2.20")
+    time.sleep(2.2)
+    ws.once()
+    ws.once()  # and again: the gap is reported once
+    tickets = ws.delivered()
+    gaps = [t for t in tickets if t["rule"]["id"] == GAP_RULE_ID and t["group"]["rule.id"] == rid]
+    assert len(gaps) == 1
+    assert ips_of(tickets, rid) == Counter({"192.0.2.20": 1})
+    windows = ledger(ws.es, rid)
+    (gap,) = [w for w in windows if w["kind"] == "gap"]
+    assert gap["window"]["start"] == gaps[0]["window"]["start"]
+    assert_contiguous(windows)
+    evaluated_after_gap = [w for w in windows if w["window"]["start"] >= gap["window"]["end"]]
+    assert 3 <= len(evaluated_after_gap) <= 6  # the catch-up limit, plus the windows since
+
+
+def test_suppression_survives_a_restart_and_status_says_why_nothing_fired(
+    ws: Workspace,
+) -> None:
+    suppressed = ws.whoami_rule(extra="suppression: {duration: 1h}\n")
+    excepted = ws.add_rule(
+        f"iiswatch.url.query.text:dir AND host.name:{ws.host}",
+        extra=(
+            "exceptions:\n  - field: source.ip\n    cidrs: [192.0.2.0/24]\n"
+            "    owner: soc@example.org\n    reason: our scanner\n"
+        ),
+    )
+    quiet = ws.add_rule(f"iiswatch.url.query.text:nothingmatchesthis AND host.name:{ws.host}")
+    broken = ws.add_rule(f"host.name:{ws.host} AND @timestamp:[now-1d TO")
+    ws.once()
+    ws.ingest("192.0.2.30")
+    ws.ingest("192.0.2.31", query="cmd=dir")
+    time.sleep(2.2)
+    ws.once()
+    assert ips_of(ws.delivered(), suppressed) == Counter({"192.0.2.30": 1})
+    ws.ingest("192.0.2.30")  # the same group again, in a new process: suppressed
+    time.sleep(2.2)
+    ws.once()
+    tickets = ws.delivered()
+    assert ips_of(tickets, suppressed) == Counter({"192.0.2.30": 1})
+    assert ips_of(tickets, excepted) == Counter()
+    errors = [t for t in tickets if t["rule"]["id"] == ERROR_RULE_ID]
+    assert [t["group"]["rule.id"] for t in errors] == [broken]  # once, over two failed runs
+
+    r = subprocess.run(
+        [*CLI, "alerting", "status", "--json", "--lease", ws.lease], capture_output=True, timeout=30
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    status = {s["rule"]["id"]: s for s in json.loads(r.stdout)["rules"]}
+    assert status[suppressed]["reason"] == "suppressed"
+    assert status[suppressed]["suppressed"] == 1
+    assert status[suppressed]["hits"] == 1
+    assert status[excepted]["totals"]["excepted"] == 1
+    assert status[quiet]["reason"] == "no hits"
+    assert status[broken]["reason"] == "error"
+    assert status[broken]["errors"] == 2  # the first run had no settled window yet
+    assert "400" in status[broken]["error"]
+
+
+def test_a_host_gone_silent_raises_one_deadman_alert(ws: Workspace) -> None:
+    ws.write_config(
+        deadman={"enabled": True, "silent_for": "2s", "known_for": "1h", "index": ws.index}
+    )
+    ws.ingest("192.0.2.40")
+    time.sleep(2.5)
+    ws.once()
+    ws.once()
+    dead = [t for t in ws.delivered() if t["rule"]["id"] == DEADMAN_RULE_ID]
+    assert [t["group"] for t in dead] == [{"host.name": ws.host}]
