@@ -189,15 +189,15 @@ class RuleRunner:
     ) -> tuple[WindowOutcome, list[Alert]]:
         """Evaluate, store the alerts, then commit state and the ledger record."""
         t0 = time.monotonic()
+        started = iso(datetime.now(UTC))
         state = EsState(self.es)
         outcome, alerts = evaluate_ingest_window(self.es, rule, w, now, state, index=self.index)
         if alerts:
             self.sink(alerts, list(rule.alert.destinations), rule)
         state.flush()  # only now: the alerts are safe in the outbox
         outcome.duration_ms = int((time.monotonic() - t0) * 1000)
-        self.ledger.record(
-            rule.rule_id, w, {"rule": {"id": rule.rule_id, "name": rule.name}} | outcome.as_doc()
-        )
+        record = {"rule": {"id": rule.rule_id, "name": rule.name}, "started": started}
+        self.ledger.record(rule.rule_id, w, record | outcome.as_doc())
         return outcome, alerts
 
     def _report_gap(self, rule: Rule, gap: Window, now: datetime) -> None:
