@@ -340,8 +340,10 @@ def run(
     rules_dir: Path | None = RULES_DIR,
     json_out: bool = typer.Option(False, "--json", help="One alert per line as JSON."),
 ) -> None:
-    """Evaluate rules once over events whose @timestamp is in [--from, --to)."""
-    from iiswatch.rules.evaluate import MemoryState, evaluate
+    """Evaluate rules over events whose @timestamp is in [--from, --to), window by window
+    exactly as the scheduler would (interval, look-back, exceptions, suppression): a rule of
+    "10 failed logins in 10 minutes" is not fed a whole day at once."""
+    from iiswatch.rules.backtest import backtest
 
     if not rule and not all_rules:
         raise UsageError("which rules?", "name them with --rule, or use --all")
@@ -353,7 +355,7 @@ def run(
     total = 0
     table = Table("rule", "severity", "group", "source.ip", "first", "last", "events")
     for lr in loaded:
-        alerts = evaluate(es, lr.rule, t0, t1, index=index, state=MemoryState())
+        alerts = backtest(es, lr.rule, t0, t1, index=index).alerts
         total += len(alerts)
         for a in alerts:
             if json_out:

@@ -6,6 +6,9 @@ searching for "whoami" or uploading photos."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -64,3 +67,30 @@ def test_the_pack_alerts_on_the_attacker_and_on_no_benign_client(
     assert caught_by >= WEB_SHELL_RULES, (
         f"the web shell was missed by {WEB_SHELL_RULES - caught_by}"
     )
+
+    # `iiswatch rules run --json`, as on-call would call it, gives the same verdict
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iiswatch.cli.main",
+            "rules",
+            "run",
+            "--all",
+            "--json",
+            "--from",
+            start.isoformat(),
+            "--to",
+            end.isoformat(),
+            "--index",
+            index,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    alerts = [json.loads(line) for line in proc.stdout.splitlines()]
+    clients = {ip for a in alerts for ip in a["source"]["ip"]}
+    assert clients == {manifest.attacker_ip}
+    assert {a["rule"]["name"] for a in alerts} >= WEB_SHELL_RULES
