@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +42,9 @@ from tests.integration.conftest import delete_matching
 pytestmark = pytest.mark.integration
 
 CLI = [sys.executable, "-m", "iiswatch.cli.main"]
+# Request Tracker too, where scripts/test started it (RT_URL, RT_TOKEN in the environment)
+RT = bool(os.environ.get("RT_URL") and os.environ.get("RT_TOKEN"))
+DESTINATIONS = ["tickets", "rt"] if RT else ["tickets"]
 FIELDS = (
     "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
     "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
@@ -76,7 +82,7 @@ schedule: {{interval: {interval}, lookback: 30s}}
 type: match
 lucene: '{lucene}'
 group_by: [source.ip]
-alert: {{destinations: [tickets]}}
+alert: {{destinations: [{", ".join(DESTINATIONS)}]}}
 {extra}"""
 
 
@@ -127,6 +133,17 @@ class Workspace:
             'type = "command"',
             f"argv = {json.dumps([sys.executable, str(self.script), str(self.tickets)])}",
             "",
+            *(
+                [
+                    "[destinations.rt]",
+                    'type = "request_tracker"',
+                    f"url = {json.dumps(os.environ['RT_URL'])}",
+                    'token = "${env:RT_TOKEN}"',
+                    "",
+                ]
+                if RT
+                else []
+            ),
             "[delivery]",
             f'claim_timeout = "{claim}"',
             "",
@@ -191,6 +208,11 @@ class Workspace:
     def calls(self) -> Counter[str]:
         log = self.tickets / "calls.log"
         return Counter(log.read_text().split()) if log.exists() else Counter()
+
+    def rt_done(self, alert_id: str) -> bool:
+        return self.es.get(index=ALERTS_INDEX, id=alert_id)["_source"]["delivery"]["status"] == (
+            "delivered"
+        )
 
     def outbox(self) -> list[tuple[Any, ...]]:
         self.es.indices.refresh(index=ALERTS_INDEX)
@@ -268,6 +290,17 @@ def ws(
         delete_matching(admin_es, f"iis-access-{month:%Y.%m}", {"term": {"host.name": w.host}})
 
 
+def rt_tickets(alert_id: str) -> list[int]:
+    """Ids of the RT tickets that carry `alert_id` in IiswatchAlertId."""
+    query = urllib.parse.quote(f"CF.{{IiswatchAlertId}} = '{alert_id}'")
+    req = urllib.request.Request(
+        f"{os.environ['RT_URL'].rstrip('/')}/REST/2.0/tickets?query={query}",
+        headers={"Authorization": f"token {os.environ['RT_TOKEN']}"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return [int(t["id"]) for t in json.load(resp)["items"]]
+
+
 def ledger(es: Elasticsearch, rule_id: str) -> list[dict[str, Any]]:
     es.indices.refresh(index=WINDOWS_INDEX)
     hits = es.search(
@@ -330,11 +363,16 @@ def test_two_services_elect_one_leader_and_the_standby_takes_over_when_it_dies(
     ws.ingest("198.51.100.4")
     ws.wait_tickets(lambda t: "198.51.100.4" in ips_of(t, rid), timeout=15)
     # lease ttl 2 s + one renewal + one 1 s window + settle + delivery
-    assert time.monotonic() - killed < 8
+    assert time.monotonic() - killed < 10
     assert "holding the lease" in ws.log(standby)
     time.sleep(2)
-    assert ips_of(ws.delivered(), rid) == Counter({f"198.51.100.{i}": 1 for i in range(1, 5)})
+    tickets = ws.delivered()
+    assert ips_of(tickets, rid) == Counter({f"198.51.100.{i}": 1 for i in range(1, 5)})
+    assert sorted(ws.calls().values()) == [1, 1, 1, 1]  # each alert delivered once
     assert_contiguous(ledger(ws.es, rid))
+    if RT:  # exactly one RT ticket per detection
+        ws.wait_tickets(lambda t: all(ws.rt_done(a["alert_id"]) for a in t), timeout=15)
+        assert [len(rt_tickets(t["alert_id"])) for t in tickets] == [1, 1, 1, 1]
 
 
 def test_an_event_ten_minutes_old_ingested_now_is_still_alerted(ws: Workspace) -> None:
