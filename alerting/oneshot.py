@@ -16,7 +16,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from iiswatch.alerting.config import AlertingConfig
-from iiswatch.alerting.runner import evaluate_ingest_window
+from iiswatch.alerting.runner import destinations_of, evaluate_ingest_window
 from iiswatch.alerting.sink import OutboxSink
 from iiswatch.alerting.status import WindowOutcome
 from iiswatch.alerting.windows import Window
@@ -41,10 +41,12 @@ def run_once(
     deliver: bool = True,
     index: str | None = None,
     now: datetime | None = None,
+    default_destinations: Sequence[str] = (),
 ) -> OneShotResult:
     """Evaluate `rules` over events ingested in `window` = (start, end), put the alerts in
-    the outbox for each rule's `alert.destinations`, then (by default) run one delivery
-    pass. Events must be searchable (refreshed) when this is called."""
+    the outbox for each rule's `alert.destinations` (or `default_destinations` when it
+    names none), then (by default) run one delivery pass. Events must be searchable
+    (refreshed) when this is called."""
     now = now or datetime.now(UTC)
     w = Window(*window)
     sink = OutboxSink(es, config)
@@ -53,7 +55,7 @@ def run_once(
         outcome, alerts = evaluate_ingest_window(es, rule, w, now, MemoryState(), index=index)
         result.outcomes[rule.rule_id] = outcome
         if alerts:
-            result.new += sink(alerts, list(rule.alert.destinations), rule)
+            result.new += sink(alerts, destinations_of(rule, default_destinations), rule)
             result.alerts.extend(alerts)
     if deliver and result.alerts:
         result.delivery = sink.deliver()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +68,11 @@ def window_rule(rule: Rule, w: Window) -> Rule:
     own = own_query(rule)
     query = clause if own is None else {"bool": {"filter": [own, clause]}}
     return rule.model_copy(update={"query": query, "lucene": None})
+
+
+def destinations_of(rule: Rule, default: Sequence[str] = ()) -> list[str]:
+    """The rule's own `alert.destinations`, else the service's default ones."""
+    return list(rule.alert.destinations or default)
 
 
 def evaluate_ingest_window(
@@ -193,7 +198,7 @@ class RuleRunner:
         state = EsState(self.es)
         outcome, alerts = evaluate_ingest_window(self.es, rule, w, now, state, index=self.index)
         if alerts:
-            self.sink(alerts, list(rule.alert.destinations), rule)
+            self.sink(alerts, destinations_of(rule, self.settings.default_destinations), rule)
         state.flush()  # only now: the alerts are safe in the outbox
         outcome.duration_ms = int((time.monotonic() - t0) * 1000)
         record = {"rule": {"id": rule.rule_id, "name": rule.name}, "started": started}

@@ -12,6 +12,7 @@ rules, catches up after downtime, shares the work between replicas and watches i
     lease_name = "alerting"  # replicas sharing a lease name share the work
     lease_ttl = "15s"        # a dead leader is replaced within this (+ one renewal)
     disabled = []            # rule ids or names not to run
+    default_destinations = ["servicedesk"] # for rules whose alert.destinations is empty
     error_destinations = ["servicedesk"]   # rule errors, gaps and deadman alerts go here
 
     [service.deadman]
@@ -62,6 +63,7 @@ class ServiceSettings(_Model):
     lease_name: str = Field("alerting", pattern=r"^[A-Za-z0-9_.-]+$")
     lease_ttl: Duration = timedelta(seconds=15)
     disabled: list[str] = []
+    default_destinations: list[str] = []
     error_destinations: list[str] = []
     deadman: DeadmanSettings = DeadmanSettings()
 
@@ -95,7 +97,8 @@ def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, S
             "see README 'Running the alerting service'",
         ) from e
     config = parse_config(text, where)  # it leaves `[service]` to us
-    for name in service.error_destinations + (service.deadman.destinations or []):
+    named = service.error_destinations + service.default_destinations
+    for name in named + (service.deadman.destinations or []):
         config.destination(name)  # a ConfigError naming what is known
     return config, service
 

@@ -141,11 +141,18 @@ def replay(
     from iiswatch.elastic.search import parse_time
     from iiswatch.rules.loader import load_rules, select
 
-    cfg, _ = load_service(config)
+    cfg, settings = load_service(config)
     t0, t1 = parse_time(start), parse_time(end)
     rules = [lr.rule for lr in select(load_rules(rules_dir or default_rules_dir()), rule)]
     es = client_for(Purpose.ALERTING)
-    result = run_once(es, rules, (t0, t1), cfg, deliver=deliver)
+    result = run_once(
+        es,
+        rules,
+        (t0, t1),
+        cfg,
+        deliver=deliver,
+        default_destinations=settings.default_destinations,
+    )
     out.print(f"{len(result.alerts)} alert(s), {result.new} new in the outbox")
 
 
