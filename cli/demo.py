@@ -4,7 +4,9 @@ printing each search as the `iiswatch search` command that reproduces it."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from iiswatch.ingest.files import expand_inputs
 from iiswatch.samples import SampleManifest, write_sample_day
 
 DEMO_HOST = "web01.demo.example"
+WEB_SHELL_RULES = ("web shell", "first request to a script in an upload folder")
 SHORT_FIELDS = [
     "@timestamp",
     "source.ip",
@@ -159,11 +162,14 @@ def demo(
         "--fields log.offset,error.message,event.original",
     )
 
-    ok = attacker == manifest.attacker_ip and shell == manifest.shell_path
+    tickets = _detect_and_deliver(rng)
+
+    ok = attacker == manifest.attacker_ip and shell == manifest.shell_path and tickets
     verdict = "[green]found the planted attacker and web shell[/]" if ok else "[red]missed[/]"
     _say(
         "Result",
         f"attacker {attacker}, web shell {escape(shell)}: {verdict}\n"
+        f"tickets for the web shell: {len(tickets)}\n"
         "Open Kibana on this Elasticsearch with a data view `iis-*` to explore further.",
     )
     if not ok:
@@ -225,3 +231,64 @@ def _quote(text: str) -> str:
 
 def _say(title: str, body: str) -> None:
     out.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=False))
+
+
+def _detect_and_deliver(rng: TimeRange) -> list[str]:
+    """Step 9: every rule of the pack replays the demo day window by window, as
+    `iiswatch rules run` does, and its alerts go through the alerting service's own outbox
+    and delivery: to Request Tracker when RT_URL/RT_TOKEN are set (scripts/demo starts RT
+    when it can), else as ticket files. Alert ids are deterministic, so a re-run opens no
+    second ticket."""
+    from iiswatch.alerting.config import AlertingConfig
+    from iiswatch.alerting.sink import OutboxSink
+    from iiswatch.rules.backtest import backtest
+    from iiswatch.rules.loader import load_rules
+
+    rt_url, rt_token = os.environ.get("RT_URL"), os.environ.get("RT_TOKEN")
+    folder = paths.state_dir() / "demo" / "tickets"
+    if rt_url and rt_token:
+        dest: dict[str, object] = {
+            "type": "request_tracker",
+            "url": rt_url,
+            "token": rt_token,
+            "queue": "General",
+            "requestor": "soc@example.org",
+        }
+        where = f"Request Tracker at {rt_url}"
+    else:
+        argv = [sys.executable, "-m", "iiswatch.alerting.ticket_file", str(folder)]
+        dest = {"type": "command", "timeout": "30s", "argv": argv}
+        where = f"ticket files in {folder} (set RT_URL and RT_TOKEN for Request Tracker)"
+    config = AlertingConfig.model_validate({"destinations": {"servicedesk": dest}})
+
+    es = client_for(Purpose.ALERTING)
+    sink = OutboxSink(es, config, owner="iiswatch-demo")
+    rules = [lr.rule for lr in load_rules()]
+    assert rng.start is not None and rng.end is not None
+    alerts = []
+    for rule in rules:
+        found = backtest(es, rule, rng.start, rng.end, index="iis-access-*").alerts
+        sink(found, list(rule.alert.destinations) or ["servicedesk"], rule)
+        alerts.extend(found)
+    sink.deliver()
+    tickets: list[str] = []
+    lines = []
+    for alert in {a.alert_id: a for a in alerts}.values():
+        rec = sink.outbox.get(alert.alert_id)
+        delivery = rec.delivery if rec is not None else {}
+        refs = [str(t.get("url") or t.get("id") or "") for t in delivery.get("tickets", [])]
+        status = delivery.get("status", "?")
+        lines.append(f"{alert.rule_name[:46]:<46} {status:<9} {escape(', '.join(refs))}")
+        if alert.rule_name.lower().startswith(WEB_SHELL_RULES):
+            tickets.extend(r for r in refs if r)
+    fired = sorted({f"{a.rule_name} ({', '.join(a.source_ips)})" for a in alerts})
+    _say(
+        "9. Detection rules and the ticket",
+        f"{len(rules)} rules from searches/ replayed the day as the scheduler would; "
+        f"{len(alerts)} alerts:\n"
+        + "\n".join(escape(f) for f in fired)
+        + f"\n\ndelivered to {escape(where)}:\n"
+        + "\n".join(lines)
+        + "\n[dim]$ iiswatch rules run --all --from ... --to ... ; iiswatch alerts list[/]",
+    )
+    return tickets
