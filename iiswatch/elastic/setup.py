@@ -126,11 +126,13 @@ def install_templates(es: Elasticsearch) -> list[Change]:
             cur = es.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
         except NotFoundError:
             cur = None
+        # Elasticsearch echoes an index template with `composed_of: []` when it has none
+        expected = {"composed_of": []} | body
         changes.append(
             _put_if_changed(
                 "index template",
                 name,
-                body,
+                expected,
                 cur,
                 lambda b=body, n=name: es.indices.put_index_template(name=n, **b),
             )
