@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from elasticsearch import Elasticsearch
 
+from iiswatch.alerting.autoresolve import auto_resolve
 from iiswatch.alerting.config import AlertingConfig
 from iiswatch.alerting.deadman import SelfMonitor
 from iiswatch.alerting.lease import Lease
@@ -132,6 +133,12 @@ class AlertingService:
             IntervalTrigger(seconds=s.deliver_every.total_seconds()),
             id="deliver",
         )
+        if s.auto_resolve_after is not None:
+            self.scheduler.add_job(
+                self._auto_resolve_job,
+                IntervalTrigger(seconds=max(1.0, s.deliver_every.total_seconds() * 10)),
+                id="auto-resolve",
+            )
         if s.deadman.enabled:
             self.scheduler.add_job(
                 self._deadman_job,
@@ -240,6 +247,17 @@ class AlertingService:
             self.sink.deliver()
         except Exception:
             log.exception("delivery pass failed")
+
+    def _auto_resolve_job(self) -> None:
+        after = self.settings.auto_resolve_after
+        if after is None or not self._keep_going():
+            return
+        try:
+            done = auto_resolve(self.es, self.config, after, datetime.now(UTC))
+            if done:
+                log.info("auto-resolved %d alert(s) quiet for %s", len(done), after)
+        except Exception:
+            log.exception("auto-resolve pass failed")
 
     def _deadman_job(self) -> None:
         if not self._keep_going():

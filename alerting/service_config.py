@@ -66,6 +66,8 @@ class ServiceSettings(_Model):
     default_destinations: list[str] = []
     error_destinations: list[str] = []
     deadman: DeadmanSettings = DeadmanSettings()
+    # resolve a group's tickets once it has not fired for this long (off when unset)
+    auto_resolve_after: Duration | None = None
 
     @model_validator(mode="after")
     def _positive(self) -> ServiceSettings:

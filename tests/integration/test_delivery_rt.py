@@ -230,3 +230,34 @@ def test_a_wrong_token_is_a_permanent_failure(rt: Rt) -> None:
     with pytest.raises(DeliveryError, match="answered 401") as e:
         dest.deliver(unique_alert())
     assert e.value.retryable is False
+
+
+def test_a_group_quiet_for_the_configured_time_has_its_ticket_resolved(
+    rt: Rt, made: set[str], es: Elasticsearch, index: str
+) -> None:
+    from iiswatch.alerting.autoresolve import auto_resolve
+
+    cfg = config(rt)
+    outbox = Outbox(es, index)
+    outbox.ensure_index()
+    t0 = datetime.now(UTC)
+    quiet, busy = unique_alert(), unique_alert()
+    outbox.put_new(quiet, destinations=["servicedesk"], now=t0)
+    outbox.put_new(busy, destinations=["servicedesk"], now=t0 + timedelta(hours=2))
+    deliverer = Deliverer(es, cfg, index=index)
+    for a in (quiet, busy):
+        deliverer.deliver_pending(t0 + timedelta(hours=3), ids=[a["alert_id"]])
+        made.update(rt.tickets_for_alert(a["alert_id"]))
+    es.indices.refresh(index=index)
+
+    # an hour after the busy group's last alert: only the quiet group has been clear for 2h
+    done = auto_resolve(es, cfg, timedelta(hours=2), t0 + timedelta(hours=3), index=index)
+
+    assert done == [quiet["alert_id"]]
+    [quiet_ticket] = rt.tickets_for_alert(quiet["alert_id"])
+    [busy_ticket] = rt.tickets_for_alert(busy["alert_id"])
+    assert rt.ticket(quiet_ticket)["Status"] == "resolved"
+    assert rt.ticket(busy_ticket)["Status"] != "resolved"
+    assert outbox.get(quiet["alert_id"]).status == "resolved"  # type: ignore[union-attr]
+    es.indices.refresh(index=index)
+    assert auto_resolve(es, cfg, timedelta(hours=2), t0 + timedelta(hours=3), index=index) == []
