@@ -238,22 +238,26 @@ def parse_config(text: str, where: str = "<config>") -> AlertingConfig:
         problems = [_problem(where, err) for err in e.errors()]
         raise ConfigError(
             f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
-            "see README 'Alerting: the config file'",
+            "see README 'Alerting: scheduled rules, tickets in Request Tracker'",
         ) from e
 
 
-def load_config(path: Path | None = None) -> AlertingConfig:
+def read_config_file(path: Path | None = None) -> tuple[str, str]:
+    """The alerting config file's text and its name for messages."""
     path = path or default_config_path()
     try:
-        text = path.read_text()
+        return path.read_text(), str(path)
     except FileNotFoundError:
         raise ConfigError(
             f"no alerting config at {path}",
-            "write one (README 'Alerting: the config file') or pass --config FILE",
+            "write one (README 'Alerting: scheduled rules, tickets in Request Tracker') or pass --config FILE",
         ) from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}", "check its permissions") from e
-    return parse_config(text, str(path))
+
+
+def load_config(path: Path | None = None) -> AlertingConfig:
+    return parse_config(*read_config_file(path))
 
 
 def _problem(where: str, err: Any) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from iiswatch.alerting.config import AlertingConfig, Duration, default_config_path, parse_config
+from iiswatch.alerting.config import AlertingConfig, Duration, parse_config, read_config_file
 from iiswatch.errors import ConfigError
 
 
@@ -96,7 +96,7 @@ def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, S
         ]
         raise ConfigError(
             f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
-            "see README 'Running the alerting service'",
+            "see README 'Alerting: scheduled rules, tickets in Request Tracker'",
         ) from e
     config = parse_config(text, where)  # it leaves `[service]` to us
     named = service.error_destinations + service.default_destinations
@@ -106,14 +106,4 @@ def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, S
 
 
 def load_service(path: Path | None = None) -> tuple[AlertingConfig, ServiceSettings]:
-    path = path or default_config_path()
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no alerting config at {path}",
-            "write one (README 'Running the alerting service') or pass --config FILE",
-        ) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}", "check its permissions") from e
-    return parse_service(text, str(path))
+    return parse_service(*read_config_file(path))
