@@ -250,7 +250,8 @@ def read_config_file(path: Path | None = None) -> tuple[str, str]:
     except FileNotFoundError:
         raise ConfigError(
             f"no alerting config at {path}",
-            "write one (README 'Alerting: scheduled rules, tickets in Request Tracker') or pass --config FILE",
+            "write one (README 'Alerting: scheduled rules, tickets in Request Tracker') "
+            "or pass --config FILE",
         ) from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}", "check its permissions") from e
