@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,9 @@ from hypothesis import strategies as st
 
 from iiswatch.ingest.detect import detect_format
 from iiswatch.ingest.model import FORMATS
+from tests.unit.conformance import CORPUS
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-CORPUS = Path("/work/shared/conformance/iis")
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,8 @@ def test_each_golden_sample_is_detected_as_its_format(log: Path) -> None:
 
 def test_every_conformance_file_is_detected_as_access_or_error() -> None:
     if not CORPUS.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"conformance corpus missing under {CORPUS} (required in CI)")
         pytest.skip(f"conformance corpus not found under {CORPUS}")
     for log in sorted(CORPUS.glob("*/*.log")):
         expected = "httperr" if log.parent.name.endswith("-error") else "w3c"
