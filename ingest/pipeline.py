@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +63,14 @@ def parse_file(
 
 def to_action(source: Source, offset: int, out: Event | DeadLetter, ingested: str) -> Action:
     """An index action with op_type `create`: an existing id is reported, never overwritten."""
-    doc = out.to_doc(source) if isinstance(out, DeadLetter) else out
-    doc.setdefault("event", {})["ingested"] = ingested
     if isinstance(out, DeadLetter):
-        doc["@timestamp"] = ingested
+        doc = out.to_doc(source, ingested)  # dead letters are dated by their arrival
+    else:
+        doc = out
+        doc.setdefault("event", {})["ingested"] = ingested
     return {
         "_op_type": "create",
         "_index": index_for(doc),
         "_id": doc_id(source.host_name, source.file_id, offset),
         "_source": doc,
     }
-
-
-@dataclass(frozen=True)
-class FileSummary:
-    path: str
-    stats: ParseStats
