@@ -207,24 +207,23 @@ def test_batches_follow_the_protocol(tmp_path: Path, receiver: Receiver) -> None
     assert checkpoint_offsets(cfg) == {"u_ex261126.log": log.stat().st_size}
 
 
-def test_a_line_leaves_the_agent_within_a_second_with_default_timing(
+def test_a_lone_line_leaves_the_agent_in_a_batch_closed_by_time_not_size(
     tmp_path: Path, receiver: Receiver
 ) -> None:
+    # How fast is measured by bench/bench_agent.py; here: a single complete line is not
+    # held back waiting for a batch to fill, it leaves on its own once batch_max_wait ends.
     cfg = config(tmp_path, receiver.url, poll_interval=0.2, batch_max_wait=0.5)
     log = tmp_path / "logs" / "u_ex1.log"
     log.write_bytes(HEADER + lines(0, 20))
     with Running(cfg):
         wait_for(lambda: "u_ex1.log" in receiver.shipped())
-        delays = []
         for i in range(20, 25):
             before = len(receiver.acked)
-            time.sleep(0.13 * (i % 3))
-            written = time.monotonic()
             with log.open("ab") as fh:
                 fh.write(line(i))
             wait_for(lambda before=before: len(receiver.acked) > before)
-            delays.append(receiver.acked[-1]["_received"] - written)
-    assert max(delays) < 1.0, delays
+            [chunk] = receiver.acked[-1]["chunks"]
+            assert base64.b64decode(chunk["data"]) == line(i)
 
 
 def test_server_errors_are_retried_and_the_checkpoint_waits_for_the_ack(
@@ -328,10 +327,11 @@ def test_stop_during_backoff_returns_promptly_without_committing(
     with running:
         wait_for(lambda: len(receiver.attempts) >= 1)
         time.sleep(0.1)
-        started = time.monotonic()
         running.stop.set()
-        running.thread.join(5)
-        assert time.monotonic() - started < 1.0
+        # the pause before the next attempt is 5 s: ending well before it means the stop
+        # interrupted the backoff rather than waiting it out
+        running.thread.join(3)
+        assert not running.thread.is_alive()
     assert checkpoint_offsets(cfg) == {}
 
 
