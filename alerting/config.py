@@ -31,26 +31,20 @@ from pydantic import (
 )
 
 from iiswatch.errors import ConfigError
+from iiswatch.times import parse_duration
 
 SEVERITIES = ("low", "medium", "high", "critical")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 
 
-def parse_duration(value: Any) -> timedelta:
-    """`250ms`, `10s`, `5m`, `2h`, `1d`, or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
+def _duration(value: Any) -> timedelta:
+    """A duration (iiswatch.times), or a bare number of seconds as TOML allows."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
-    m = _DURATION.match(value) if isinstance(value, str) else None
-    if not m:
-        raise ValueError("must be a duration such as 500ms, 10s, 5m, 2h or 1d")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    return parse_duration(value)
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 TemplateName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 

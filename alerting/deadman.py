@@ -23,8 +23,8 @@ from iiswatch.alerting.status import RuleStatus
 from iiswatch.alerting.windows import Window
 from iiswatch.elastic.client import backend_errors
 from iiswatch.rules.evaluate import Alert, alert_id
-from iiswatch.rules.model import Rule, format_duration
-from iiswatch.rules.query import iso
+from iiswatch.rules.model import Rule
+from iiswatch.times import format_duration, iso, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ DEADMAN_RULE_ID = "7d1b2c3e-0d5a-4c41-9a6e-1f0de4d5a001"
 GAP_RULE_ID = "7d1b2c3e-0d5a-4c41-9a6e-1f0de4d5a002"
 ERROR_RULE_ID = "7d1b2c3e-0d5a-4c41-9a6e-1f0de4d5a003"
 INGESTED = "event.ingested"
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _self_alert(
@@ -100,7 +96,7 @@ def gap_alert(rule: Rule, gap: Window) -> Alert:
 
 
 def error_alert(status: RuleStatus, now: datetime) -> Alert:
-    since = _parse(status.error_since) if status.error_since else now
+    since = parse_time(status.error_since) if status.error_since else now
     return _self_alert(
         ERROR_RULE_ID,
         f"Rule failing in the alerting service: {status.rule_name}",
@@ -159,7 +155,7 @@ def silent_hosts(
             last = b["last"].get("value_as_string") or None
             if last is None:
                 continue
-            seen = _parse(last)
+            seen = parse_time(last)
             if now - seen >= dm.silent_for:
                 out.append((str(b["key"]["h"]), seen))
         after = agg.get("after_key")

@@ -23,9 +23,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 
 from iiswatch.alerting.config import AlertingConfig, DeliverySettings
 from iiswatch.alerting.destinations import DeliveryResult, Destination, build
-from iiswatch.alerting.outbox import ALERTS_INDEX, LostClaim, Outbox, Record, parse_time
+from iiswatch.alerting.outbox import ALERTS_INDEX, LostClaim, Outbox, Record
 from iiswatch.alerting.templates import Templates
 from iiswatch.errors import ConfigError, DeliveryError, UsageError
+from iiswatch.times import time_or_none
 
 
 def default_owner() -> str:
@@ -223,7 +224,7 @@ class Deliverer:
         return result
 
     def _deadline(self, rec: Record) -> datetime:
-        since = parse_time(rec.delivery.get("since")) or datetime.now(UTC)
+        since = time_or_none(rec.delivery.get("since")) or datetime.now(UTC)
         return since + self.settings.deadline
 
     def _settle(

@@ -24,13 +24,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
 from iiswatch.elastic.client import backend_errors
-from iiswatch.rules.query import iso
+from iiswatch.times import now_iso
 
 LEASE_INDEX = "iiswatch-state-lease"
 
@@ -116,7 +116,7 @@ class Lease:
                 self.es.index(
                     index=self.index,
                     id=self.name,
-                    document={**doc["_source"], "holder": None, "released": _now()},
+                    document={**doc["_source"], "holder": None, "released": now_iso()},
                     if_seq_no=doc["_seq_no"],
                     if_primary_term=doc["_primary_term"],
                 )
@@ -142,7 +142,7 @@ class Lease:
 
     def _write(self, seq: tuple[int, int] | None, started: float) -> bool:
         """Conditional write of our claim; False (and not leader) when another won."""
-        doc = {"holder": self.holder, "renewed": _now(), "ttl_seconds": self.ttl}
+        doc = {"holder": self.holder, "renewed": now_iso(), "ttl_seconds": self.ttl}
         with backend_errors(self.es):
             try:
                 if seq is None:
@@ -163,7 +163,3 @@ class Lease:
         self._seen_at = started
         self._valid_until = started + self.ttl
         return True
-
-
-def _now() -> str:
-    return iso(datetime.now(UTC))

@@ -23,7 +23,7 @@ from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
 from iiswatch.alerting.windows import Window
 from iiswatch.elastic.client import backend_errors
-from iiswatch.rules.query import iso
+from iiswatch.times import iso, time_or_none
 
 WINDOWS_INDEX = "iiswatch-state-windows"
 
@@ -34,13 +34,6 @@ def window_doc_id(rule_id: str, w: Window, *, gap: bool = False) -> str:
 
 def cursor_doc_id(rule_id: str) -> str:
     return f"cursor:{rule_id}"
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class Ledger:
@@ -55,7 +48,7 @@ class Ledger:
                 doc = self.es.get(index=self.index, id=cursor_doc_id(rule_id), realtime=True)
             except NotFoundError:
                 return None
-        return _time(doc["_source"].get("end"))
+        return time_or_none(doc["_source"].get("end"))
 
     def cursors(self, rule_ids: Iterable[str]) -> dict[str, datetime]:
         ids = list(rule_ids)
@@ -65,7 +58,7 @@ class Ledger:
             resp = self.es.mget(index=self.index, ids=[cursor_doc_id(r) for r in ids])
         out = {}
         for r, doc in zip(ids, resp["docs"], strict=True):
-            if doc.get("found") and (t := _time(doc["_source"].get("end"))) is not None:
+            if doc.get("found") and (t := time_or_none(doc["_source"].get("end"))) is not None:
                 out[r] = t
         return out
 
@@ -110,7 +103,7 @@ class Ledger:
                 except ConflictError:
                     self.advance(rule_id, end)
                 return
-            old = _time(cur["_source"].get("end"))
+            old = time_or_none(cur["_source"].get("end"))
             if old is not None and old >= end:
                 return
             try:

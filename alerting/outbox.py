@@ -31,6 +31,7 @@ from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoun
 from iiswatch.alerting.templates import group_ref
 from iiswatch.elastic.client import backend_errors
 from iiswatch.errors import IiswatchError, UsageError
+from iiswatch.times import iso, time_or_none
 
 if TYPE_CHECKING:
     from iiswatch.rules.evaluate import Alert
@@ -43,16 +44,6 @@ MAX_ATTEMPTS_KEPT = 100  # attempts listed in the document; the count goes on
 
 class LostClaim(IiswatchError):
     """Another process changed the alert since we claimed it (our claim had expired)."""
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
@@ -193,11 +184,11 @@ class Outbox:
             return None
         d = rec.delivery
         if rec.status == "new":
-            nxt = parse_time(d.get("next_attempt_at"))
+            nxt = time_or_none(d.get("next_attempt_at"))
             if not force and nxt is not None and nxt > now:
                 return None
         elif rec.status == "delivering":
-            until = parse_time((d.get("claim") or {}).get("until"))
+            until = time_or_none((d.get("claim") or {}).get("until"))
             if until is not None and until > now:
                 return None
         else:

@@ -38,7 +38,8 @@ from iiswatch.alerting.status import RuleStatus, StatusStore, WindowOutcome, cou
 from iiswatch.alerting.windows import Plan, Window, plan
 from iiswatch.rules.evaluate import Alert, MemoryState, evaluate
 from iiswatch.rules.model import Rule
-from iiswatch.rules.query import Query, iso, own_query
+from iiswatch.rules.query import Query, own_query
+from iiswatch.times import iso
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from iiswatch.elastic.client import backend_errors
 from iiswatch.rules.evaluate import GroupState
-from iiswatch.rules.query import iso
+from iiswatch.times import iso, time_or_none
 
 SUPPRESSION_INDEX = "iiswatch-state-suppression"
 
@@ -28,17 +28,10 @@ def state_doc_id(rule_id: str, key: str) -> str:
     return hashlib.blake2b(f"{rule_id}\0{key}".encode(), digest_size=16).hexdigest()
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _from_doc(src: Mapping[str, Any]) -> GroupState:
     return GroupState(
-        last_event=_time(src.get("last_event")),
-        suppressed_until=_time(src.get("suppressed_until")),
+        last_event=time_or_none(src.get("last_event")),
+        suppressed_until=time_or_none(src.get("suppressed_until")),
         alert_id=src.get("alert_id"),
         suppressed=int(src.get("suppressed") or 0),
     )

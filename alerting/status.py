@@ -8,14 +8,14 @@ ingest time, duration, hits, alerts, errors, and *why* nothing fired.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from elasticsearch import Elasticsearch, NotFoundError
 
 from iiswatch.elastic.client import backend_errors
 from iiswatch.rules.model import Rule
-from iiswatch.rules.query import Query, any_step, exception_clauses, iso, own_query, time_range
+from iiswatch.rules.query import Query, any_step, exception_clauses, own_query, time_range
 
 STATUS_INDEX = "iiswatch-state-status"
 
@@ -155,7 +155,3 @@ class StatusStore:
                 index=self.index, size=1000, ignore_unavailable=True, sort=["_doc"]
             )
         return [RuleStatus.from_doc(h["_source"]) for h in resp["hits"]["hits"]]
-
-
-def now_iso() -> str:
-    return iso(datetime.now(UTC))

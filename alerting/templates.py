@@ -33,7 +33,9 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from iiswatch.errors import ConfigError
+from iiswatch.fields import get_field
 from iiswatch.rules.evaluate import group_key
+from iiswatch.times import iso, time_or_none
 
 SHIPPED_TEXT = ("default-title", "default-body")
 SHIPPED_JSON = (
@@ -75,19 +77,6 @@ def _json_finalize(value: Any) -> Any:
     )
 
 
-def get_field(doc: Any, dotted: str) -> Any:
-    """`source.ip` from a nested document; also accepts a flat key `source.ip`."""
-    if isinstance(doc, Mapping) and dotted in doc:
-        return doc[dotted]
-    cur = doc
-    for part in dotted.split("."):
-        if isinstance(cur, Mapping) and part in cur:
-            cur = cur[part]
-        else:
-            return None
-    return cur
-
-
 def one_line(value: Any, limit: int = 200) -> str:
     """Control characters and line breaks out (subjects, headers), cut to `limit`."""
     text = _SPACE.sub(" ", _CONTROL.sub(" ", str(value))).strip()
@@ -122,7 +111,7 @@ def first_lines(value: Any, n: int = 10) -> list[str]:
 
 def epoch_ms(value: Any) -> int | None:
     """An ISO 8601 time as milliseconds since the epoch (TheHive's `date`)."""
-    t = _parse_time(value)
+    t = time_or_none(value)
     return None if t is None else int(t.timestamp() * 1000)
 
 
@@ -146,19 +135,6 @@ def group_query(group: Mapping[str, Any]) -> str:
     return " AND ".join(parts)
 
 
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def discover_url(
     kibana_url: str | None, alert: Mapping[str, Any], data_view: str | None = None
 ) -> str | None:
@@ -171,17 +147,17 @@ def discover_url(
     times = [
         t
         for t in (
-            _parse_time(window.get("start")),
-            _parse_time(window.get("end")),
-            _parse_time(alert.get("first_event")),
-            _parse_time(alert.get("last_event")),
+            time_or_none(window.get("start")),
+            time_or_none(window.get("end")),
+            time_or_none(alert.get("first_event")),
+            time_or_none(alert.get("last_event")),
         )
         if t is not None
     ]
     margin = timedelta(minutes=1)
     g: dict[str, Any] = {}
     if times:
-        g["time"] = {"from": _iso(min(times) - margin), "to": _iso(max(times) + margin)}
+        g["time"] = {"from": iso(min(times) - margin), "to": iso(max(times) + margin)}
     clauses = []
     if rule.get("lucene"):
         clauses.append(f"({rule['lucene']})")
@@ -352,7 +328,7 @@ def sample_alert(now: datetime | None = None, *, suffix: str = "sample") -> dict
     ]
     samples: list[dict[str, Any]] = [
         {
-            "@timestamp": _iso(start + timedelta(seconds=10 + i)),
+            "@timestamp": iso(start + timedelta(seconds=10 + i)),
             "event": {"original": line},
             "source": {"ip": "203.0.113.9"},
             "url": {"original": line.split(" ")[4] + "?" + line.split(" ")[5]},
@@ -382,7 +358,7 @@ def sample_alert(now: datetime | None = None, *, suffix: str = "sample") -> dict
         "last_event": samples[-1]["@timestamp"],
         "event_count": len(samples),
         "samples": samples,
-        "window": {"start": _iso(start), "end": _iso(now), "time_field": "event.ingested"},
+        "window": {"start": iso(start), "end": iso(now), "time_field": "event.ingested"},
         "details": {},
         "templates": {"title": "default-title", "body": "default-body"},
     }

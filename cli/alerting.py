@@ -12,27 +12,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from iiswatch.cli.options import ALERTING_CONFIG, RULES_DIR, time_span
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
-from iiswatch.rules.loader import RULES_DIR_ENV, default_rules_dir
+from iiswatch.rules.loader import default_rules_dir
+from iiswatch.times import parse_time
 
 app = typer.Typer(
     help="The alerting service: run it, see its status per rule, replay ingest time.",
     no_args_is_help=True,
-)
-
-CONFIG = typer.Option(
-    None,
-    "--config",
-    envvar="IISWATCH_ALERTING_CONFIG",
-    help="Alerting config (default: ~/.config/iiswatch/alerting.toml).",
-)
-RULES_DIR = typer.Option(
-    None,
-    "--rules-dir",
-    envvar=RULES_DIR_ENV,
-    help="Folder of rule files (default: the searches/ installed with iiswatch).",
 )
 
 
@@ -47,7 +36,7 @@ def _logging(verbose: bool) -> None:
 
 @app.command()
 def run(
-    config: Path | None = CONFIG,
+    config: Path | None = ALERTING_CONFIG,
     rules_dir: Path | None = RULES_DIR,
     once: bool = typer.Option(
         False, "--once", help="One pass: evaluate every settled window, deliver, exit."
@@ -129,7 +118,7 @@ def replay(
     rule: list[str] = typer.Option(..., "--rule", "-r", help="Rule id, id prefix or name."),
     start: str = typer.Option(..., "--from", help="Ingest time, ISO 8601 (inclusive)."),
     end: str = typer.Option(..., "--to", help="Ingest time, ISO 8601 (exclusive)."),
-    config: Path | None = CONFIG,
+    config: Path | None = ALERTING_CONFIG,
     rules_dir: Path | None = RULES_DIR,
     deliver: bool = typer.Option(True, "--deliver/--no-deliver", help="Deliver the alerts."),
 ) -> None:
@@ -138,11 +127,10 @@ def replay(
     nothing."""
     from iiswatch.alerting.oneshot import run_once
     from iiswatch.alerting.service_config import load_service
-    from iiswatch.elastic.search import parse_time
     from iiswatch.rules.loader import load_rules, select
 
     cfg, settings = load_service(config)
-    t0, t1 = parse_time(start), parse_time(end)
+    t0, t1 = time_span(None, start, end)
     rules = [lr.rule for lr in select(load_rules(rules_dir or default_rules_dir()), rule)]
     es = client_for(Purpose.ALERTING)
     result = run_once(
@@ -159,5 +147,5 @@ def replay(
 def _ago(value: Any) -> str:
     if not value:
         return "never"
-    t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    t = parse_time(str(value))
     return f"{(datetime.now(UTC) - t).total_seconds():.0f}s ago"

@@ -18,6 +18,7 @@ from iiswatch.alerting.delivery import resolve, retry
 from iiswatch.alerting.destinations import build
 from iiswatch.alerting.outbox import STATUSES, Outbox, Record
 from iiswatch.alerting.templates import Templates, sample_alert
+from iiswatch.cli.options import ALERTING_CONFIG, JSON
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
@@ -27,15 +28,6 @@ app = typer.Typer(
     help="Alerts and their delivery: list, show, retry, resolve, test-destination, render.",
     no_args_is_help=True,
 )
-
-CONFIG = typer.Option(
-    None,
-    "--config",
-    "-c",
-    help="Alerting config (default: $IISWATCH_ALERTING_CONFIG or "
-    "~/.config/iiswatch/alerting.toml).",
-)
-JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
 def _outbox() -> Outbox:
@@ -154,7 +146,7 @@ def show(alert_id: str = typer.Argument(..., help="The alert id."), json_out: bo
 @app.command("retry")
 def retry_(
     alert_id: str = typer.Argument(..., help="The failed alert's id."),
-    config: Path | None = CONFIG,
+    config: Path | None = ALERTING_CONFIG,
     json_out: bool = JSON,
 ) -> None:
     """Replay a failed alert now: a new delivery round to the destinations that did not
@@ -180,7 +172,7 @@ def retry_(
 @app.command("resolve")
 def resolve_(
     alert_id: str = typer.Argument(..., help="The alert id."),
-    config: Path | None = CONFIG,
+    config: Path | None = ALERTING_CONFIG,
 ) -> None:
     """Resolve the tickets the alert opened (Request Tracker) and mark it resolved."""
     done = resolve(client_for(Purpose.ALERTING), load_config(config), alert_id)
@@ -190,7 +182,7 @@ def resolve_(
 @app.command("test-destination")
 def test_destination(
     name: str = typer.Argument(..., help="A destination from the alerting config."),
-    config: Path | None = CONFIG,
+    config: Path | None = ALERTING_CONFIG,
     json_out: bool = JSON,
 ) -> None:
     """Send a sample alert (the incident's web shell, with a unique id) to one destination,
@@ -213,7 +205,7 @@ def render(
     alert_id: str | None = typer.Argument(None, help="An alert id from the outbox."),
     sample: bool = typer.Option(False, "--sample", help="Render the built-in sample alert."),
     destination: str = typer.Option(..., "--destination", "-d", help="Destination name."),
-    config: Path | None = CONFIG,
+    config: Path | None = ALERTING_CONFIG,
 ) -> None:
     """Print what a destination would be sent for an alert (JSON), without sending it.
     Secrets (URLs, headers, tokens) are not printed."""

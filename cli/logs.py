@@ -8,9 +8,10 @@ import sys
 import orjson
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
+from iiswatch.cli.options import progress_bar
 from iiswatch.cli.output import err, out, print_json, print_json_line
 from iiswatch.cli.render import print_search_result
 from iiswatch.config import Purpose
@@ -106,14 +107,9 @@ def ingest(
     es = client_for(Purpose.WRITER)
     total = sum(p.stat().st_size for p in files)
     show = not json_out and err.is_terminal
-    with Progress(
-        TextColumn("[bold]ingest"),
-        BarColumn(),
+    with progress_bar(
+        show,
         TextColumn("{task.percentage:>3.0f}%  {task.fields[lines]:,} lines  {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show,
-        transient=True,
     ) as progress:
         task = progress.add_task("ingest", total=total or None, lines=0, rate="")
         seen = {"lines": 0}

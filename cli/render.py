@@ -8,7 +8,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from iiswatch.cli.output import out
-from iiswatch.elastic.search import SearchResult, get_field
+from iiswatch.elastic.search import SearchResult
+from iiswatch.fields import get_field
 
 _MIN_WIDTH = {"@timestamp": 24, "source.ip": 15}
 _HEADER = {"http.request.method": "method", "http.response.status_code": "status"}

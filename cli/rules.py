@@ -10,17 +10,16 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 from rich.table import Table
 
+from iiswatch.cli.options import RULE_REFS, RULES_DIR, progress_bar, time_span
 from iiswatch.cli.output import err, out, print_json, print_json_line
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
-from iiswatch.elastic.search import TimeRange, parse_time
 from iiswatch.errors import EXIT_FINDINGS, RuleError, UsageError
 from iiswatch.rules import fmt as rule_fmt
 from iiswatch.rules.loader import (
-    RULES_DIR_ENV,
     LoadedRule,
     Problem,
     default_rules_dir,
@@ -31,20 +30,13 @@ from iiswatch.rules.loader import (
     scan_rules,
     select,
 )
-from iiswatch.rules.model import RuleType, format_duration
+from iiswatch.rules.model import RuleType
+from iiswatch.times import format_duration
 
 app = typer.Typer(
     help="Detection rules as files: list, show, fmt, new, validate, test, backtest, run.",
     no_args_is_help=True,
 )
-
-RULES_DIR = typer.Option(
-    None,
-    "--rules-dir",
-    envvar=RULES_DIR_ENV,
-    help="Folder of rule files (default: the searches/ installed with iiswatch).",
-)
-RULE_REFS = typer.Option(None, "--rule", "-r", help="Rule id, id prefix or name; repeatable.")
 
 
 def _root(path: Path | None) -> Path:
@@ -230,7 +222,7 @@ def test(
     es = client_for(Purpose.ALERTING)
     results = []
     show = not json_out and err.is_terminal
-    with throwaway_index(es) as index, _progress(show) as progress:
+    with throwaway_index(es) as index, progress_bar(show) as progress:
         task = progress.add_task("test", total=len(loaded))
         for lr in loaded:
             results.extend(run_rule_tests(es, lr, index=index))
@@ -287,11 +279,11 @@ def backtest(
     the groups behind them."""
     from iiswatch.rules.backtest import backtest as run_backtest
 
-    t0, t1 = _range(since, start, end)
+    t0, t1 = time_span(since, start, end)
     loaded = _loaded(rules_dir, rule)
     es = client_for(Purpose.ALERTING)
     show = not json_out and err.is_terminal
-    with _progress(show) as progress:
+    with progress_bar(show) as progress:
         for lr in loaded:
             task = progress.add_task(lr.rule.name[:40], total=None)
 
@@ -347,7 +339,7 @@ def run(
 
     if not rule and not all_rules:
         raise UsageError("which rules?", "name them with --rule, or use --all")
-    t0, t1 = parse_time(start), parse_time(end)
+    t0, t1 = time_span(None, start, end)
     if t1 <= t0:
         raise UsageError("--to must be after --from", "e.g. --from 2026-11-25 --to 2026-11-26")
     loaded = _loaded(rules_dir, None if all_rules else rule)
@@ -373,25 +365,6 @@ def run(
     if not json_out:
         out.print(table)
         out.print(f"{total} alert(s) from {len(loaded)} rule(s)")
-
-
-def _progress(show: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not show,
-        transient=True,
-    )
-
-
-def _range(since: str | None, start: str | None, end: str | None) -> tuple[datetime, datetime]:
-    rng = TimeRange.from_options(since, start, end)
-    if rng.start is None:
-        raise UsageError("a start time is needed", "use --since 30d or --from ISO [--to ISO]")
-    return rng.start, rng.end or datetime.now(UTC)
 
 
 @app.command("import-sigma")

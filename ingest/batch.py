@@ -13,7 +13,8 @@ from elasticsearch import Elasticsearch
 
 from iiswatch.ingest.model import ParseStats
 from iiswatch.ingest.pipeline import Action, parse_file, to_action
-from iiswatch.ingest.sink_es import BulkSink, IndexCounts, now_iso
+from iiswatch.ingest.sink_es import BulkSink, IndexCounts
+from iiswatch.times import now_iso
 
 
 @dataclass

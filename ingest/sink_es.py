@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -45,10 +44,6 @@ class IndexCounts:
         self.failed += 1
         if len(self.errors) < 20 or reason in self.errors:
             self.errors[reason] = self.errors.get(reason, 0) + 1
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _reason(info: dict[str, Any]) -> str:

@@ -13,8 +13,9 @@ import urllib3
 from iiswatch.alerting.config import BasicAuth, WebhookDestination, resolve_secret
 from iiswatch.alerting.destinations import DeliveryResult
 from iiswatch.alerting.destinations.http import pool, request
-from iiswatch.alerting.templates import Templates, get_field
+from iiswatch.alerting.templates import Templates
 from iiswatch.errors import ConfigError
+from iiswatch.fields import get_field
 
 
 class Webhook:

@@ -3,16 +3,25 @@ top values, a time histogram, or an exact count."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from elasticsearch import Elasticsearch
 
 from iiswatch.elastic.client import backend_errors
 from iiswatch.elastic.indices import DEFAULT_SEARCH
 from iiswatch.errors import UsageError
+from iiswatch.times import (
+    DURATION_HINT,
+    TIME_HINT,
+    format_duration,
+    parse_duration,
+    parse_time,
+)
+
+T = TypeVar("T")
 
 DEFAULT_FIELDS = (
     "@timestamp",
@@ -22,27 +31,14 @@ DEFAULT_FIELDS = (
     "http.response.status_code",
     "user_agent.original",
 )
-_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_duration(text: str) -> timedelta:
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise UsageError(
-            f"cannot read the duration {text!r}", "use a number and a unit: 90s, 15m, 2h, 7d, 1w"
-        )
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-
-
-def parse_time(text: str) -> datetime:
+def _read(parse: Callable[[str], T], text: str, hint: str) -> T:
+    """A time or duration option, or a UsageError that says how to write one."""
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"cannot read the time {text!r}", "use ISO 8601, e.g. 2026-11-26T14:00:00Z"
-        ) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        return parse(text)
+    except ValueError as e:
+        raise UsageError(f"cannot read {text!r}: {e}", hint) from None
 
 
 @dataclass(frozen=True)
@@ -58,8 +54,11 @@ class TimeRange:
             raise UsageError("--since cannot be combined with --from/--to", "use one or the other")
         if since:
             now = now or datetime.now(UTC)
-            return cls(now - parse_duration(since), now)
-        return cls(parse_time(start) if start else None, parse_time(end) if end else None)
+            return cls(now - _read(parse_duration, since, DURATION_HINT), now)
+        return cls(
+            _read(parse_time, start, TIME_HINT) if start else None,
+            _read(parse_time, end, TIME_HINT) if end else None,
+        )
 
     def filter(self) -> dict[str, Any] | None:
         if not (self.start or self.end):
@@ -118,11 +117,12 @@ def run_search(
     if top:
         aggs["top"] = {"terms": {"field": top, "size": top_size}}
     if histogram:
-        parse_duration(histogram)  # validate before asking Elasticsearch
+        # our grammar, spelt in units Elasticsearch's fixed_interval knows (1w -> 7d)
+        interval = format_duration(_read(parse_duration, histogram, DURATION_HINT))
         aggs["histogram"] = {
             "date_histogram": {
                 "field": "@timestamp",
-                "fixed_interval": histogram,
+                "fixed_interval": interval,
                 "min_doc_count": 1,
             }
         }
@@ -160,14 +160,3 @@ def count(
             allow_no_indices=True,
         )
     return int(resp["count"])
-
-
-def get_field(doc: dict[str, Any], dotted: str) -> Any:
-    """A dotted ECS field from a nested document (`source.ip`), or None."""
-    cur: Any = doc
-    for part in dotted.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
-            return None
-    return cur

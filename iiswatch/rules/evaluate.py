@@ -21,9 +21,10 @@ import orjson
 from elasticsearch import Elasticsearch
 
 from iiswatch.elastic.client import backend_errors
-from iiswatch.elastic.search import get_field
-from iiswatch.rules.model import Rule, Step, format_duration
-from iiswatch.rules.query import Query, group_filter, iso, window_query
+from iiswatch.fields import get_field
+from iiswatch.rules.model import Rule, Step
+from iiswatch.rules.query import Query, group_filter, window_query
+from iiswatch.times import format_duration, iso, time_or_none
 
 log = logging.getLogger(__name__)
 
@@ -490,14 +491,7 @@ class _Event:
 
 
 def _event_time(doc: dict[str, Any], time_field: str) -> datetime | None:
-    value = get_field(doc, time_field)
-    if not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return time_or_none(get_field(doc, time_field))
 
 
 def _step_events(

@@ -21,7 +21,8 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from iiswatch.errors import RuleError
-from iiswatch.rules.model import DURATION_HINT, Rule, shape_issues
+from iiswatch.rules.model import Rule, shape_issues
+from iiswatch.times import DURATION_HINT
 
 RULES_DIR_ENV = "IISWATCH_RULES_DIR"
 RULE_SUFFIXES = (".yaml", ".yml")

@@ -7,7 +7,6 @@ line and column of the YAML file. Rules are data: nothing here talks to Elastics
 from __future__ import annotations
 
 import ipaddress
-import re
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -24,40 +23,28 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-# -- constrained types --------------------------------------------------------------------
+from iiswatch import times
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-DURATION_HINT = "a whole number and a unit: 30s, 5m, 1h, 7d"
+# -- constrained types --------------------------------------------------------------------
 
 
 def parse_duration(value: Any) -> timedelta:
-    """`90s`, `5m`, `2h`, `30d` → timedelta (> 0). Also accepts a timedelta."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    else:
-        m = _DURATION.match(value.strip()) if isinstance(value, str) else None
-        if m is None:
-            raise PydanticCustomError("duration", "not a duration")
-        seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    if seconds <= 0:
+    """A duration in the grammar of iiswatch.times, longer than zero."""
+    try:
+        td = times.parse_duration(value)
+    except ValueError:
+        raise PydanticCustomError("duration", "not a duration") from None
+    if td <= timedelta(0):
         raise PydanticCustomError(
             "duration", "must be longer than zero, got {got}", {"got": repr(value)}
         )
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling: 3600s → `1h`."""
-    seconds = int(value.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-    return f"{seconds}s"
+    return td
 
 
 Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(times.format_duration, return_type=str),
 ]
 Severity = Literal["low", "medium", "high", "critical"]
 Status = Literal["experimental", "test", "stable"]

@@ -5,19 +5,13 @@ nothing here talks to Elasticsearch, so all of it is unit-tested."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from iiswatch.rules.model import Rule, RuleException, Step
+from iiswatch.times import iso
 
 Query = dict[str, Any]
-
-
-def iso(t: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and `Z`, the form the alerts and windows use."""
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def lucene(text: str) -> Query:

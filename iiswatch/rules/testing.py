@@ -21,11 +21,11 @@ from iiswatch.elastic.client import backend_errors
 from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
 from iiswatch.ingest.pipeline import doc_id, to_action
-from iiswatch.ingest.sink_es import now_iso
 from iiswatch.rules.evaluate import Alert, MemoryState, evaluate
 from iiswatch.rules.loader import LoadedRule
 from iiswatch.rules.mapping import throwaway_index
 from iiswatch.rules.model import Rule, RuleTest
+from iiswatch.times import now_iso, parse_time
 
 TEST_HOST = "iiswatch-ruletest"
 
@@ -76,7 +76,7 @@ def parse_test_log(text: str, label: str) -> tuple[list[Event], list[str]]:
 
 
 def _time(doc: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(doc["@timestamp"]).replace("Z", "+00:00")).astimezone(UTC)
+    return parse_time(str(doc["@timestamp"])).astimezone(UTC)
 
 
 def case_window(rule: Rule, events: list[Event]) -> tuple[datetime, datetime]:

@@ -26,7 +26,8 @@ from iiswatch.ingest.files import iter_lines
 from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Source
 from iiswatch.ingest.pipeline import Action, to_action
-from iiswatch.ingest.sink_es import BulkSink, now_iso
+from iiswatch.ingest.sink_es import BulkSink
+from iiswatch.times import now_iso
 
 log = logging.getLogger(__name__)
 

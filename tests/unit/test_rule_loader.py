@@ -100,7 +100,7 @@ def test_every_problem_is_reported_with_line_and_column(tmp_path: Path) -> None:
     text = {p.field: str(p) for p in problems}
     assert text["schedule.lookbak"].endswith("unknown key (did you mean `lookback`?)")
     assert text["schedule.interval"].startswith(f"{path}:9:13: schedule.interval: ")
-    assert "30s, 5m, 1h, 7d" in text["schedule.interval"]
+    assert "30s, 5m, 2h, 7d" in text["schedule.interval"]
     assert "got 0" in text["threshold.value"]
 
 

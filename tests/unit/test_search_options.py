@@ -3,16 +3,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from iiswatch.elastic.indices import index_for
-from iiswatch.elastic.search import TimeRange, build_query, get_field, parse_duration
+from iiswatch.elastic.search import TimeRange, build_query
 from iiswatch.errors import UsageError
 
 
-def test_durations_read_common_units() -> None:
-    assert parse_duration("15m") == timedelta(minutes=15)
-    assert parse_duration("2h") == timedelta(hours=2)
-    assert parse_duration("7d") == timedelta(days=7)
-    with pytest.raises(UsageError, match="15 minutes"):
-        parse_duration("15 minutes")
+def test_since_reads_the_one_duration_grammar() -> None:
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    assert TimeRange.from_options("1w", None, None, now=now).start == now - timedelta(weeks=1)
+    with pytest.raises(UsageError, match="15 minutes") as e:
+        TimeRange.from_options("15 minutes", None, None, now=now)
+    assert e.value.hint and "1w" in e.value.hint
 
 
 def test_since_is_relative_to_now_and_excludes_from_and_to() -> None:
@@ -45,8 +45,3 @@ def test_events_go_to_monthly_indices_by_event_time_and_dead_letters_to_their_ow
         "iis-error-2026.01"
     )
     assert index_for({"event": {"dataset": "iiswatch.deadletter"}}) == "iiswatch-deadletter-v1"
-
-
-def test_dotted_fields_are_read_from_nested_documents() -> None:
-    assert get_field({"source": {"ip": "1.2.3.4"}}, "source.ip") == "1.2.3.4"
-    assert get_field({"source": {}}, "source.ip") is None
