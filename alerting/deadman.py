@@ -22,7 +22,7 @@ from iiswatch.alerting.service_config import ServiceSettings
 from iiswatch.alerting.status import RuleStatus
 from iiswatch.alerting.windows import Window
 from iiswatch.elastic.client import backend_errors
-from iiswatch.rules.evaluate import Alert, alert_id
+from iiswatch.rules.alert import Alert, alert_id
 from iiswatch.rules.model import Rule
 from iiswatch.times import format_duration, iso, parse_time
 

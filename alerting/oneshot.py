@@ -20,8 +20,9 @@ from iiswatch.alerting.runner import destinations_of, evaluate_ingest_window
 from iiswatch.alerting.sink import OutboxSink
 from iiswatch.alerting.status import WindowOutcome
 from iiswatch.alerting.windows import Window
-from iiswatch.rules.evaluate import Alert, MemoryState
+from iiswatch.rules.alert import Alert
 from iiswatch.rules.model import Rule
+from iiswatch.rules.suppression import MemoryState
 
 
 @dataclass

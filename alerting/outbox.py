@@ -34,7 +34,7 @@ from iiswatch.errors import IiswatchError, UsageError
 from iiswatch.times import iso, time_or_none
 
 if TYPE_CHECKING:
-    from iiswatch.rules.evaluate import Alert
+    from iiswatch.rules.alert import Alert
     from iiswatch.rules.model import Rule
 
 ALERTS_INDEX = "iiswatch-alerts"

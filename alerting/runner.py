@@ -36,9 +36,11 @@ from iiswatch.alerting.sink import AlertSink
 from iiswatch.alerting.state import EsState
 from iiswatch.alerting.status import RuleStatus, StatusStore, WindowOutcome, count_hits
 from iiswatch.alerting.windows import Plan, Window, plan
-from iiswatch.rules.evaluate import Alert, MemoryState, evaluate
+from iiswatch.rules.alert import Alert
+from iiswatch.rules.evaluate import evaluate
 from iiswatch.rules.model import Rule
 from iiswatch.rules.query import Query, own_query
+from iiswatch.rules.suppression import MemoryState
 from iiswatch.times import iso
 
 log = logging.getLogger(__name__)

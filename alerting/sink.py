@@ -14,7 +14,7 @@ from elasticsearch import Elasticsearch
 from iiswatch.alerting.config import AlertingConfig
 from iiswatch.alerting.delivery import Deliverer
 from iiswatch.alerting.outbox import Outbox
-from iiswatch.rules.evaluate import Alert
+from iiswatch.rules.alert import Alert
 from iiswatch.rules.model import Rule
 
 log = logging.getLogger(__name__)

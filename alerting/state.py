@@ -17,7 +17,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from iiswatch.elastic.client import backend_errors
-from iiswatch.rules.evaluate import GroupState
+from iiswatch.rules.suppression import GroupState
 from iiswatch.times import iso, time_or_none
 
 SUPPRESSION_INDEX = "iiswatch-state-suppression"

@@ -34,7 +34,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from iiswatch.errors import ConfigError
 from iiswatch.fields import get_field
-from iiswatch.rules.evaluate import group_key
+from iiswatch.rules.alert import group_key
 from iiswatch.times import iso, time_or_none
 
 SHIPPED_TEXT = ("default-title", "default-body")

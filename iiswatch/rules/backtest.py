@@ -19,9 +19,11 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from iiswatch.elastic.client import backend_errors
-from iiswatch.rules.evaluate import Alert, MemoryState, evaluate, group_key
+from iiswatch.rules.alert import Alert, group_key
+from iiswatch.rules.evaluate import evaluate
 from iiswatch.rules.model import Rule
 from iiswatch.rules.query import Query, hits_query
+from iiswatch.rules.suppression import MemoryState
 
 
 @dataclass

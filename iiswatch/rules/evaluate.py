@@ -10,20 +10,21 @@ here. What was already alerted on, and what is suppressed, is kept in a `Suppres
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from elasticsearch import Elasticsearch
 
 from iiswatch.elastic.client import backend_errors
 from iiswatch.fields import get_field
+from iiswatch.rules.alert import Alert, alert_id, group_key
 from iiswatch.rules.model import Rule, Step
 from iiswatch.rules.query import Query, group_filter, window_query
+from iiswatch.rules.suppression import SuppressionState, apply_suppression
 from iiswatch.times import format_duration, iso, time_or_none
 
 log = logging.getLogger(__name__)
@@ -32,161 +33,6 @@ PAGE = 500  # composite buckets per request
 GROUP_BATCH = 200  # groups per terms filter when fetching details of chosen groups
 MAX_IPS = 20  # distinct client IPs listed in one alert
 MAX_STEP_EVENTS = 5000  # events one sequence step may fetch in one window
-
-
-# -- the alert ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Alert:
-    """What a rule found for one group in one window (docs/design/rule-schema.md)."""
-
-    alert_id: str
-    rule_id: str
-    rule_name: str
-    rule_type: str
-    severity: str
-    risk_score: int
-    mitre: list[dict[str, str]]
-    tags: list[str]
-    group: dict[str, Any]
-    source_ips: list[str]
-    first_event: datetime
-    last_event: datetime
-    event_count: int
-    samples: list[dict[str, Any]]
-    window_start: datetime
-    window_end: datetime
-    time_field: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready document with ECS-style nesting (`rule.id`, `source.ip`)."""
-        return {
-            "alert_id": self.alert_id,
-            "rule": {"id": self.rule_id, "name": self.rule_name, "type": self.rule_type},
-            "severity": self.severity,
-            "risk_score": self.risk_score,
-            "mitre": self.mitre,
-            "tags": self.tags,
-            "group": self.group,
-            "source": {"ip": self.source_ips},
-            "first_event": iso(self.first_event),
-            "last_event": iso(self.last_event),
-            "event_count": self.event_count,
-            "samples": self.samples,
-            "window": {
-                "start": iso(self.window_start),
-                "end": iso(self.window_end),
-                "time_field": self.time_field,
-            },
-            "details": self.details,
-        }
-
-
-def group_key(group: Mapping[str, Any]) -> str:
-    """Canonical text of a group (sorted JSON), the same in every process."""
-    return orjson.dumps(dict(group), option=orjson.OPT_SORT_KEYS).decode()
-
-
-def alert_id(rule_id: str, group: Mapping[str, Any], window_start: datetime) -> str:
-    """Deterministic: evaluating the same window again yields the same id, never a second."""
-    text = orjson.dumps([rule_id, group_key(group), iso(window_start)])
-    return hashlib.blake2b(text, digest_size=16).hexdigest()
-
-
-# -- state: what was already alerted on, what is suppressed ------------------------------
-
-
-@dataclass(frozen=True)
-class GroupState:
-    last_event: datetime | None = None  # newest event an alert of this group covered
-    suppressed_until: datetime | None = None
-    alert_id: str | None = None  # the alert that set this state
-    suppressed: int = 0  # alerts not raised for this group because of suppression
-
-
-class SuppressionState(Protocol):
-    """Per rule and group key, what evaluation remembers between windows.
-
-    Keys are opaque strings made by `evaluate`. The backtest keeps them in memory; the
-    alerting service stores them in an Elasticsearch state index (batched: one `load` and
-    one `save` per evaluation).
-    """
-
-    def load(self, rule_id: str, keys: Sequence[str]) -> dict[str, GroupState]: ...
-
-    def save(self, rule_id: str, states: Mapping[str, GroupState]) -> None: ...
-
-
-class MemoryState:
-    """A SuppressionState in a dict, for `rules run`, `rules backtest` and `rules test`."""
-
-    def __init__(self) -> None:
-        self._states: dict[tuple[str, str], GroupState] = {}
-
-    def load(self, rule_id: str, keys: Sequence[str]) -> dict[str, GroupState]:
-        return {k: s for k in keys if (s := self._states.get((rule_id, k))) is not None}
-
-    def save(self, rule_id: str, states: Mapping[str, GroupState]) -> None:
-        for k, s in states.items():
-            self._states[(rule_id, k)] = s
-
-    def suppressed(self, rule_id: str) -> int:
-        return sum(
-            s.suppressed
-            for (r, k), s in self._states.items()
-            if r == rule_id and k.startswith("suppress:")
-        )
-
-
-def _apply_state(
-    rule: Rule, alerts: list[Alert], state: SuppressionState, clock: datetime
-) -> list[Alert]:
-    """Drop alerts whose events an earlier window already alerted on (windows overlap by
-    `lookback`), then those of a group still suppressed; remember what was raised."""
-    if not alerts:
-        return []
-    sup_fields = rule.suppression_fields
-
-    def seen_key(a: Alert) -> str:
-        return "seen:" + group_key(a.group)
-
-    def sup_key(a: Alert) -> str:
-        return "suppress:" + group_key({f: a.group.get(f) for f in sup_fields})
-
-    keys = {seen_key(a) for a in alerts} | (
-        {sup_key(a) for a in alerts} if rule.suppression else set()
-    )
-    known = state.load(rule.rule_id, sorted(keys))
-    changed: dict[str, GroupState] = {}
-    raised = []
-    for a in sorted(alerts, key=lambda a: (a.first_event, a.alert_id)):
-        # a new term is identified by its first appearance; other groups by their newest event
-        mark = a.first_event if rule.type == "new_terms" else a.last_event
-        sk = seen_key(a)
-        prev = changed.get(sk) or known.get(sk)
-        if prev is not None and prev.last_event is not None and mark <= prev.last_event:
-            continue
-        changed[sk] = GroupState(last_event=mark, alert_id=a.alert_id)
-        if rule.suppression is not None:
-            uk = sup_key(a)
-            sup = changed.get(uk) or known.get(uk)
-            if (
-                sup is not None
-                and sup.suppressed_until is not None
-                and clock < sup.suppressed_until
-            ):
-                changed[uk] = replace(sup, suppressed=sup.suppressed + 1)
-                continue
-            changed[uk] = GroupState(
-                suppressed_until=clock + rule.suppression.duration,
-                alert_id=a.alert_id,
-                suppressed=sup.suppressed if sup else 0,
-            )
-        raised.append(a)
-    state.save(rule.rule_id, changed)
-    return raised
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -271,7 +117,7 @@ def evaluate(
     groups = _EVALUATORS[rule.type](ctx)
     alerts = [_alert(ctx, g) for g in groups]
     if state is not None:
-        alerts = _apply_state(rule, alerts, state, end)
+        alerts = apply_suppression(rule, alerts, state, end)
     return sorted(alerts, key=lambda a: (a.first_event, a.alert_id))
 
 

@@ -21,10 +21,12 @@ from iiswatch.elastic.client import backend_errors
 from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
 from iiswatch.ingest.pipeline import doc_id, to_action
-from iiswatch.rules.evaluate import Alert, MemoryState, evaluate
+from iiswatch.rules.alert import Alert
+from iiswatch.rules.evaluate import evaluate
 from iiswatch.rules.loader import LoadedRule
 from iiswatch.rules.mapping import throwaway_index
 from iiswatch.rules.model import Rule, RuleTest
+from iiswatch.rules.suppression import MemoryState
 from iiswatch.times import now_iso, parse_time
 
 TEST_HOST = "iiswatch-ruletest"

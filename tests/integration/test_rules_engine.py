@@ -21,8 +21,9 @@ from iiswatch.elastic.client import client_for
 from iiswatch.ingest.model import Source
 from iiswatch.ingest.pipeline import to_action
 from iiswatch.rules.backtest import backtest
-from iiswatch.rules.evaluate import MemoryState, evaluate
+from iiswatch.rules.evaluate import evaluate
 from iiswatch.rules.model import Rule
+from iiswatch.rules.suppression import MemoryState
 from iiswatch.rules.testing import parse_test_log
 
 pytestmark = pytest.mark.integration

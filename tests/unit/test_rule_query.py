@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from iiswatch.rules.evaluate import _Event, alert_id, join_sequences
+from iiswatch.rules.alert import alert_id
+from iiswatch.rules.evaluate import _Event, join_sequences
 from iiswatch.rules.model import Rule
 from iiswatch.rules.query import exception_clause, group_filter, hits_query, window_query
 
