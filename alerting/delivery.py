@@ -22,7 +22,8 @@ from elasticsearch import Elasticsearch
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 from iiswatch.alerting.config import AlertingConfig, DeliverySettings
-from iiswatch.alerting.destinations import DeliveryResult, Destination, build
+from iiswatch.alerting.destinations import build
+from iiswatch.alerting.destinations.base import DeliveryResult, Destination
 from iiswatch.alerting.outbox import ALERTS_INDEX, LostClaim, Outbox, Record
 from iiswatch.alerting.templates import Templates
 from iiswatch.errors import ConfigError, DeliveryError, UsageError

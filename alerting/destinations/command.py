@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from iiswatch.alerting.config import CommandDestination, resolve_secret
-from iiswatch.alerting.destinations import DeliveryResult
+from iiswatch.alerting.destinations.base import DeliveryResult
 from iiswatch.alerting.templates import one_line
 from iiswatch.errors import DeliveryError
 

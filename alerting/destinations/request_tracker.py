@@ -17,8 +17,8 @@ from urllib.parse import quote
 import urllib3
 
 from iiswatch.alerting.config import RequestTrackerDestination, resolve_secret
-from iiswatch.alerting.destinations import DeliveryResult
-from iiswatch.alerting.destinations.http import pool, request
+from iiswatch.alerting.destinations.base import DeliveryResult, HttpDestination
+from iiswatch.alerting.destinations.http import request
 from iiswatch.alerting.templates import Templates, group_ref
 from iiswatch.errors import DeliveryError
 
@@ -28,7 +28,7 @@ def ticketsql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class RequestTracker:
+class RequestTracker(HttpDestination):
     def __init__(
         self,
         name: str,
@@ -36,11 +36,9 @@ class RequestTracker:
         templates: Templates,
         http: urllib3.PoolManager | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, cfg, templates, http)
         self.cfg = cfg
-        self.templates = templates
         self.rest = cfg.url.rstrip("/") + "/REST/2.0"
-        self.http = http or pool(cfg.ca_certs)
         self._checked = False
 
     # -- REST plumbing --------------------------------------------------------------------

@@ -11,14 +11,14 @@ from urllib.parse import urlsplit
 import urllib3
 
 from iiswatch.alerting.config import BasicAuth, WebhookDestination, resolve_secret
-from iiswatch.alerting.destinations import DeliveryResult
-from iiswatch.alerting.destinations.http import pool, request
+from iiswatch.alerting.destinations.base import DeliveryResult, HttpDestination
+from iiswatch.alerting.destinations.http import request
 from iiswatch.alerting.templates import Templates
 from iiswatch.errors import ConfigError
 from iiswatch.fields import get_field
 
 
-class Webhook:
+class Webhook(HttpDestination):
     def __init__(
         self,
         name: str,
@@ -26,10 +26,8 @@ class Webhook:
         templates: Templates,
         http: urllib3.PoolManager | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, cfg, templates, http)
         self.cfg = cfg
-        self.templates = templates
-        self.http = http or pool(cfg.ca_certs)
 
     def payload(self, alert: Mapping[str, Any]) -> Any:
         title, text = self.templates.render_message(alert)
