@@ -39,8 +39,8 @@ from iiswatch.elastic.client import client_for
 from iiswatch.ingest.batch import ingest_files
 from iiswatch.ingest.collector.tokens import TokenStore
 from iiswatch.ingest.files import fingerprint, iter_lines
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import Source
+from iiswatch.ingest.parse import LogParser
 from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 BENCH_DAY = datetime(2002, 1, 10, tzinfo=UTC)

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import Source
+from iiswatch.ingest.parse import LogParser
 from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from iiswatch.elastic.indices import index_for
 from iiswatch.ingest.files import file_identity, iter_lines, open_log
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Event, ParseStats, Source
+from iiswatch.ingest.parse import LogParser
 
 Action = dict[str, Any]
 

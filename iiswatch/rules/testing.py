@@ -18,8 +18,8 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import BulkIndexError, bulk
 
 from iiswatch.elastic.client import backend_errors
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
+from iiswatch.ingest.parse import LogParser
 from iiswatch.ingest.pipeline import doc_id, to_action
 from iiswatch.rules.alert import Alert
 from iiswatch.rules.evaluate import evaluate

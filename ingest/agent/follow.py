@@ -38,8 +38,8 @@ from typing import Any, BinaryIO
 from iiswatch.ingest.agent.checkpoint import FileCheckpoint
 from iiswatch.ingest.agent.config import InputConfig
 from iiswatch.ingest.files import FINGERPRINT_BYTES, fingerprint
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import Source
+from iiswatch.ingest.parse import LogParser
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from iiswatch.ingest.archive.writer import ArchiveWriter, Chunk
 from iiswatch.ingest.collector.metrics import Metrics
 from iiswatch.ingest.collector.protocol import Batch, BatchError
 from iiswatch.ingest.files import iter_lines
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Source
+from iiswatch.ingest.parse import LogParser
 from iiswatch.ingest.pipeline import Action, to_action
 from iiswatch.ingest.sink_es import BulkSink
 from iiswatch.times import now_iso

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Source
+from iiswatch.ingest.parse import LogParser
 from tests.unit.conformance import CORPUS, WRITE_DOC
 
 ACCESS_DIRS = ("beats-access", "integrations-access")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from iiswatch.ingest.httperr import HttpErrParser
+from iiswatch.ingest.formats.httperr import HttpErrParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
 from tests.unit.conformance import CORPUS
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iiswatch.ingest.detect import detect_format
+from iiswatch.ingest.formats.detect import detect_format
 from iiswatch.ingest.model import FORMATS
 from tests.unit.conformance import CORPUS
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import DeadLetter, Source
+from iiswatch.ingest.parse import LogParser
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 LOGS = sorted(GOLDEN.glob("*.log"))

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iiswatch.ingest.ecs_error import url_parts
-from iiswatch.ingest.httperr import KNOWN_LAYOUTS, HttpErrParser
+from iiswatch.ingest.formats.httperr import KNOWN_LAYOUTS, HttpErrParser
 from iiswatch.ingest.model import DeadLetter, Source
 
 SOURCE = Source(

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iiswatch.errors import ConfigError
-from iiswatch.ingest.iis_native import FIELDS, IisNativeParser, local_to_utc, split_columns
+from iiswatch.ingest.formats.iis_native import FIELDS, IisNativeParser, local_to_utc, split_columns
 from iiswatch.ingest.model import DeadLetter, Source
 
 SOURCE = Source(

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from iiswatch.ingest.formats.ncsa import NcsaParser, ncsa_time_to_utc, split_request
 from iiswatch.ingest.model import DeadLetter, Source
-from iiswatch.ingest.ncsa import NcsaParser, ncsa_time_to_utc, split_request
 
 SOURCE = Source(
     path="C:/inetpub/logs/LogFiles/W3SVC1/nc240101.log", host_name="web01", file_id="f3"

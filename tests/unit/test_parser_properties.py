@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iiswatch.ingest.ecs_access import KNOWN_FIELDS
-from iiswatch.ingest.logparser import LogParser
+from iiswatch.ingest.formats.w3c import W3CParser
 from iiswatch.ingest.model import DeadLetter, Source
 from iiswatch.ingest.normalize import detection_url
-from iiswatch.ingest.w3c import W3CParser
+from iiswatch.ingest.parse import LogParser
 
 SOURCE = Source(path="fuzz.log", host_name="fuzz", file_id="fuzz")
 NAMES = [*sorted(KNOWN_FIELDS - {"@timestamp"}), "X-Custom", "a.b", "#", ""]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from iiswatch.ingest.formats.w3c import W3CParser
 from iiswatch.ingest.model import DeadLetter, Source
-from iiswatch.ingest.w3c import W3CParser
 from iiswatch.samples import (
     W3C_DEFAULT_FIELDS,
     SampleManifest,

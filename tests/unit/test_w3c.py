@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from iiswatch.ingest.logparser import LogParser, parse_lines
+from iiswatch.ingest.formats.w3c import W3CParser, match_default_layout
 from iiswatch.ingest.model import DeadLetter, Source
-from iiswatch.ingest.w3c import W3CParser, match_default_layout
+from iiswatch.ingest.parse import LogParser, parse_lines
 
 SOURCE = Source(path="u_ex240501.log", host_name="collector-1", file_id="f1")
 HEADER = [

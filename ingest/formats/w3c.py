@@ -13,8 +13,8 @@ import re
 from typing import Any, Final
 
 from iiswatch.ingest.ecs_access import KNOWN_FIELDS, build_from_text
+from iiswatch.ingest.formats.base import LineParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
-from iiswatch.ingest.parser import LineParser
 
 # Field names as IIS spells them, keyed by lower case: `#Fields` names are case-insensitive.
 _CANONICAL: Final = {name.lower(): name for name in KNOWN_FIELDS}

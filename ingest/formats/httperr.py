@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from iiswatch.ingest.ecs_error import build_error_event
+from iiswatch.ingest.formats.base import LineParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
-from iiswatch.ingest.parser import LineParser
 
 FORMAT = "httperr"
 

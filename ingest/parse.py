@@ -12,13 +12,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from iiswatch.errors import UsageError
-from iiswatch.ingest.detect import detect_format
-from iiswatch.ingest.httperr import HttpErrParser
-from iiswatch.ingest.iis_native import IisNativeParser
+from iiswatch.ingest.formats.base import FormatParser
+from iiswatch.ingest.formats.detect import detect_format
+from iiswatch.ingest.formats.httperr import HttpErrParser
+from iiswatch.ingest.formats.iis_native import IisNativeParser
+from iiswatch.ingest.formats.ncsa import NcsaParser
+from iiswatch.ingest.formats.w3c import W3CParser
 from iiswatch.ingest.model import FORMATS, DeadLetter, Event, Source
-from iiswatch.ingest.ncsa import NcsaParser
-from iiswatch.ingest.parser import FormatParser
-from iiswatch.ingest.w3c import W3CParser
 
 # each is built as `Parser(source, *, tz=tz)`
 _PARSERS: dict[str, type[W3CParser | HttpErrParser | IisNativeParser | NcsaParser]] = {

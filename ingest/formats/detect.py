@@ -26,7 +26,7 @@ _HTTPERR_DATA = re.compile(
     rb"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [0-9A-Fa-f.:%]+ \d{1,5} [0-9A-Fa-f.:%]+ \d{1,5} "
     rb"(?:HTTP/\S+|-) "
 )
-# Token counts of the known HTTPERR layouts (see ingest/httperr.py).
+# Token counts of the known HTTPERR layouts (see ingest/formats/httperr.py).
 _HTTPERR_TOKEN_COUNTS = frozenset({13, 14, 16})
 
 _BOM = b"\xef\xbb\xbf"

@@ -15,8 +15,8 @@ import tzlocal
 
 from iiswatch.errors import ConfigError
 from iiswatch.ingest.ecs_access import AccessFieldError, build_access_event
+from iiswatch.ingest.formats.base import LineParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
-from iiswatch.ingest.parser import LineParser
 
 FORMAT: Final = "iis"
 

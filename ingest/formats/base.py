@@ -1,7 +1,7 @@
 """What a format parser is: it takes the raw lines of one file, in order, and returns an ECS
 event, a dead letter, or nothing (header/directive lines). `state()`/`restore()` let a
 follower resume mid-file with the layout in force at its checkpoint. `LogParser`
-(logparser.py) picks the format and delegates to one of these.
+(iiswatch.ingest.parse) picks the format and delegates to one of these.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 from iiswatch.ingest.ecs_access import AccessFieldError, build_access_event
+from iiswatch.ingest.formats.base import LineParser
 from iiswatch.ingest.model import DeadLetter, Event, Source
-from iiswatch.ingest.parser import LineParser
 
 FORMAT: Final = "ncsa"
 
