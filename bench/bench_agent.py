@@ -28,10 +28,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.collector.tokens import TokenStore
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 DAY = datetime(2003, 2, 10, tzinfo=UTC)
 INDEX = "iis-access-2003.02"

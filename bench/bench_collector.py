@@ -34,6 +34,8 @@ from pathlib import Path
 
 import orjson
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.batch import ingest_files
@@ -41,7 +43,6 @@ from iiswatch.ingest.collector.tokens import TokenStore
 from iiswatch.ingest.files import fingerprint, iter_lines
 from iiswatch.ingest.model import Source
 from iiswatch.ingest.parse import LogParser
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 BENCH_DAY = datetime(2002, 1, 10, tzinfo=UTC)
 INDEX = "iis-access-2002.01"

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import orjson
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.pipeline import parse_file, to_action
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 BENCH_DAY = datetime(2003, 1, 15, tzinfo=UTC)  # a month no one else uses; deleted afterwards
 RAW_INDEX = "iis-access-bench.raw"

@@ -43,10 +43,10 @@ from iiswatch.alerting.outbox import ALERTS_INDEX
 from iiswatch.alerting.state import SUPPRESSION_INDEX
 from iiswatch.alerting.status import STATUS_INDEX
 from iiswatch.alerting.windows import Window
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.collector.tokens import TokenStore
-from iiswatch.samples import W3C_DEFAULT_FIELDS, w3c_header
 
 CLI = [sys.executable, "-m", "iiswatch.cli.main"]
 INTERVAL = timedelta(seconds=1)

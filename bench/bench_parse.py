@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 
 import orjson
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.ingest.model import Source
 from iiswatch.ingest.parse import LogParser
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 
 def bare_loop(lines: list[bytes]) -> int:

@@ -32,6 +32,8 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.batch import ingest_files
@@ -39,7 +41,6 @@ from iiswatch.rules.evaluate import evaluate
 from iiswatch.rules.loader import load_rules
 from iiswatch.rules.model import Rule, RuleException
 from iiswatch.rules.query import window_query
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 
 DAY = datetime(2001, 1, 15, tzinfo=UTC)
 INDEX = "iis-access-2001.01"

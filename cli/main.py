@@ -17,10 +17,10 @@ from iiswatch.cli import alerting as alerting_cli
 from iiswatch.cli import alerts as alerts_cli
 from iiswatch.cli import archive as archive_cli
 from iiswatch.cli import collector as collector_cli
-from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
 from iiswatch.cli import rules as rules_cli
+from iiswatch.cli.demo import command as demo_cli
 from iiswatch.cli.output import err
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.ingest.collector.tokens import TokenStore
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 from tests.integration.collector_proc import CLI, CollectorProcess
 
 pytestmark = pytest.mark.integration

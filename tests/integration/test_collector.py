@@ -19,12 +19,13 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.ingest.archive.export import export_file, find_file, list_files
 from iiswatch.ingest.collector.tokens import TokenStore
 from iiswatch.ingest.files import fingerprint, iter_lines
 from iiswatch.ingest.model import Source
 from iiswatch.ingest.parse import LogParser
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
 from tests.integration.collector_proc import CLI, CollectorProcess, chunk, post, send_batch
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """The content pack on a generated day it was not tuned on: every rule in searches/ replayed
 window by window as the scheduler runs it (interval, lookback, suppression). The alerts
-must name the one attacker `iiswatch.samples` plants, and no benign client: not the
+must name the one attacker `iiswatch.cli.demo.sample_day` plants, and no benign client: not the
 corporate NAT, the crawlers, the monitors, the internet's background scanners, the people
 searching for "whoami" or uploading photos."""
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from iiswatch.cli.demo.sample_day import write_sample_day
 from iiswatch.elastic.indices import ACCESS_PREFIX
 from iiswatch.ingest.batch import ingest_files
 from iiswatch.ingest.files import expand_inputs
 from iiswatch.rules.backtest import backtest
 from iiswatch.rules.loader import load_rules
-from iiswatch.samples import write_sample_day
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from iiswatch.cli.demo.sample_day import write_sample_day
 from iiswatch.elastic.indices import index_for
 from iiswatch.elastic.setup import INDEX_TEMPLATES, load_mapping
 from iiswatch.ingest.model import DeadLetter
 from iiswatch.ingest.pipeline import parse_file
-from iiswatch.samples import write_sample_day
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 

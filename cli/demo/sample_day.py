@@ -1,6 +1,6 @@
-"""Synthetic IIS logs written by the project: a sample day (benign traffic that often looks
-suspicious, plus one web-shell attack) for the demo and the tests, and a fast generator of
-plain benign W3C lines for the benches. Same seed, same bytes.
+"""The demo's sample day: benign traffic that often looks suspicious (the personas below),
+plus one web-shell attack, written as the IIS and HTTP.sys logs of one site. The benches'
+generator (bench_lines.py) reuses the visitors. Same seed, same bytes.
 
 Every address is from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
 203.0.113.0/24, 2001:db8::/32) or private 10.0.0.0/8.
@@ -13,31 +13,20 @@ import ipaddress
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote_plus
 
-# fmt: off
-W3C_DEFAULT_FIELDS: tuple[str, ...] = (
-    "date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port",
-    "cs-username", "c-ip", "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus",
-    "sc-win32-status", "time-taken",
+from iiswatch.cli.demo.w3c import (
+    HTTPAPI_SOFTWARE,
+    HTTPERR_FIELDS,
+    W3C_DEFAULT_FIELDS,
+    W3C_EXTENDED_FIELDS,
+    clock,
+    w3c_header,
 )
-# The layout after the mid-day configuration change. IIS keeps standard fields in its own
-# order and appends custom fields under their configured logFieldName (not as `cs(...)`).
-W3C_EXTENDED_FIELDS: tuple[str, ...] = (
-    *W3C_DEFAULT_FIELDS[:11], "cs-host", "sc-status", "sc-substatus", "sc-win32-status",
-    "sc-bytes", "cs-bytes", "time-taken", "X-Forwarded-For",
-)
-HTTPERR_FIELDS: tuple[str, ...] = (
-    "date", "time", "c-ip", "c-port", "s-ip", "s-port", "cs-version", "cs-method", "cs-uri",
-    "sc-status", "s-siteid", "s-reason", "s-queuename",
-)
-# fmt: on
-IIS_SOFTWARE = "Microsoft Internet Information Services 10.0"
-HTTPAPI_SOFTWARE = "Microsoft HTTP API 2.0"
 
 SITE_HOST = "www.example.com"
 SERVER_IP = "10.0.1.20"  # the server's own address (s-ip); the firewall forwards to it
@@ -532,7 +521,7 @@ _PERSONAS: dict[Callable[[_Session, _Plan], None], float] = {
 }
 
 
-class _Clients:
+class Clients:
     """Who visits: a long tail of residential addresses, a few heavy hitters, fixed roles."""
 
     def __init__(self, rng: random.Random, attacker_ip: str) -> None:
@@ -590,7 +579,7 @@ class _Clients:
         return _Session(rng, ip, self.uas[ip][0 if rng.random() < 0.8 else 1], start)
 
 
-def _benign(rng: random.Random, clients: _Clients, target: int, day: date) -> list[_Hit]:
+def benign_hits(rng: random.Random, clients: Clients, target: int, day: date) -> list[_Hit]:
     plan = _Plan(day.isoformat())
     personas, weights = list(_PERSONAS), list(_PERSONAS.values())
     first_round = iter(personas)  # every persona at least once, whatever the seed
@@ -606,7 +595,7 @@ def _benign(rng: random.Random, clients: _Clients, target: int, day: date) -> li
     return hits
 
 
-def _health(every: int, rng: random.Random) -> list[_Hit]:
+def health_checks(every: int, rng: random.Random) -> list[_Hit]:
     probe = _Session(rng, LB_PROBE_IP, "-", 0, tag="health_checks", host=SERVER_IP)
     for k in range(_DAY // every):  # the load balancer's probe sends no User-Agent
         probe.t = k * every + 0.12
@@ -640,14 +629,9 @@ def _attack(rng: random.Random, ip: str, shell: str, start: float) -> list[_Hit]
     return s.hits
 
 
-def _clock(at: float) -> str:
-    sec = int(at)
-    return f"{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}"
-
-
-def _render(h: _Hit, day: str, extended: bool) -> str:
+def render_hit(h: _Hit, day: str, extended: bool) -> str:
     head = (
-        f"{day} {_clock(h.at)} {SERVER_IP} {h.method} {h.stem} {h.query} {h.port} {h.user} "
+        f"{day} {clock(h.at)} {SERVER_IP} {h.method} {h.stem} {h.query} {h.port} {h.user} "
         f"{h.ip} {h.ua} {h.ref}"
     )
     if extended:
@@ -656,24 +640,6 @@ def _render(h: _Hit, day: str, extended: bool) -> str:
             f"{h.taken} {h.xff}"
         )
     return f"{head} {h.status} {h.sub} {h.win32} {h.taken}"
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def w3c_header(
-    fields: Sequence[str], when: datetime, *, software: str = IIS_SOFTWARE, newline: str = "\r\n"
-) -> str:
-    """The 4 directive lines IIS writes when it opens a log, each ended by `newline`
-    (`when` naive means UTC)."""
-    lines = (
-        f"#Software: {software}",
-        "#Version: 1.0",
-        f"#Date: {_utc(when):%Y-%m-%d %H:%M:%S}",
-        f"#Fields: {' '.join(fields)}",
-    )
-    return newline.join(lines) + newline
 
 
 def _malformed(rng: random.Random, kind: int, good: str) -> bytes:
@@ -695,7 +661,7 @@ def _httperr(rng: random.Random, day: date, pool: list[str], recycle: float) -> 
         at = rng.uniform(0, _DAY - 1) if at is None else at
         port = 80 if rest.startswith("HTTP/1.1") and rng.random() < 0.2 else 443
         ip, cport = rng.choice(pool), rng.randint(49152, 65535)
-        rows.append((at, f"{day} {_clock(at)} {ip} {cport} {SERVER_IP} {port} {rest}"))
+        rows.append((at, f"{day} {clock(at)} {ip} {cport} {SERVER_IP} {port} {rest}"))
 
     for _ in range(9):
         add("- - - - - Timer_ConnectionIdle -")
@@ -742,10 +708,11 @@ def write_sample_day(
     attack_start = rng.uniform(12 * 3600, 13 * 3600 + 1800)
     recycle = rng.uniform(10 * 3600, 11 * 3600 + 1800)  # before the attack: it sees both layouts
 
-    clients = _Clients(random.Random(f"clients:{seed}"), attacker_ip)
+    clients = Clients(random.Random(f"clients:{seed}"), attacker_ip)
     attack = _attack(random.Random(f"attack:{seed}"), attacker_ip, shell, attack_start)
-    hits = attack + _health(60 if requests >= 10000 else 60 * math.ceil(10000 / requests), rng)
-    hits += _benign(random.Random(f"benign:{seed}"), clients, requests - len(hits), day)
+    every = 60 if requests >= 10000 else 60 * math.ceil(10000 / requests)
+    hits = attack + health_checks(every, rng)
+    hits += benign_hits(random.Random(f"benign:{seed}"), clients, requests - len(hits), day)
     hits.sort(key=lambda h: h.at)
 
     d = day.isoformat()
@@ -759,9 +726,9 @@ def write_sample_day(
             extended = True
             out += [x.encode() for x in w3c_header(W3C_EXTENDED_FIELDS, changed_at).splitlines()]
         if bad_at and h.at >= bad_at[0] and h.tag not in ("attack", "health_checks"):
-            out.append(_malformed(rng, 3 - len(bad_at), _render(h, d, False)))
+            out.append(_malformed(rng, 3 - len(bad_at), render_hit(h, d, False)))
             bad_at.pop(0)
-        out.append(_render(h, d, extended).encode())
+        out.append(render_hit(h, d, extended).encode())
 
     access = out_dir / f"W3SVC{site_id}" / f"u_ex{day:%y%m%d}.log"
     access.parent.mkdir(parents=True, exist_ok=True)
@@ -801,44 +768,3 @@ def write_sample_day(
         scanner_ips=tuple(clients.scanners),
         tricky_categories=_categories(hits, recycle),
     )
-
-
-# -- the benches' generator -------------------------------------------------------------------
-def _tail_pool(seed: int, size: int = 8192) -> list[str]:
-    """What follows `date time` in `size` benign requests (default field set), each with its
-    leading space."""
-    rng = random.Random(f"pool:{seed}")
-    hits = _benign(
-        rng, _Clients(random.Random(f"pool-clients:{seed}"), "203.0.113.1"), size, date(2024, 5, 14)
-    ) + _health(600, rng)
-    rng.shuffle(hits)
-    return [" " + _render(h, "", False).split(" ", 2)[2] for h in hits[:size]]
-
-
-def generate_w3c_lines(n: int, *, seed: int = 1, start: datetime | None = None) -> Iterator[str]:
-    """`n` benign W3C lines (default IIS 10 fields, no headers, no line terminators), times
-    ascending and spread evenly over the 24 hours from `start` (default 2024-05-14 00:00 UTC).
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0 (got {n})")
-    t0 = _utc(start) if start is not None else datetime(2024, 5, 14, tzinfo=UTC)
-    midnight = t0.replace(hour=0, minute=0, second=0, microsecond=0)
-    first = t0.hour * 3600 + t0.minute * 60 + t0.second
-    dates: dict[int, str] = {}
-    tails = _tail_pool(seed)
-    choices = random.Random(seed).choices
-    done = 0
-    while done < n:
-        end = min(done + 8192, n)
-        stamps: list[str] = []
-        i = done
-        while i < end:  # one run of equal timestamps per second
-            sec = first + i * _DAY // n
-            upto = min(end, -(-(sec - first + 1) * n // _DAY))
-            days, clock = divmod(sec, _DAY)
-            if days not in dates:
-                dates[days] = f"{midnight + timedelta(days=days):%Y-%m-%d} "
-            stamps += [dates[days] + _clock(clock)] * (upto - i)
-            i = upto
-        yield from list(map(str.__add__, stamps, choices(tails, k=end - done)))
-        done = end

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from iiswatch import paths
+from iiswatch.cli.demo.sample_day import SampleManifest, write_sample_day
 from iiswatch.cli.output import err, out
 from iiswatch.cli.render import print_search_result
 from iiswatch.config import Purpose
@@ -26,7 +27,6 @@ from iiswatch.elastic.search import SearchResult, TimeRange, count, run_search
 from iiswatch.errors import BackendUnavailable
 from iiswatch.ingest.batch import ingest_files
 from iiswatch.ingest.files import expand_inputs
-from iiswatch.samples import SampleManifest, write_sample_day
 
 DEMO_HOST = "web01.demo.example"
 WEB_SHELL_RULES = ("web shell", "first request to a script in an upload folder")

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.sample_day import SampleManifest, write_sample_day
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.ingest.formats.w3c import W3CParser
 from iiswatch.ingest.model import DeadLetter, Source
-from iiswatch.samples import (
-    W3C_DEFAULT_FIELDS,
-    SampleManifest,
-    generate_w3c_lines,
-    w3c_header,
-    write_sample_day,
-)
 
 DAY = date(2024, 5, 14)
 REPO = Path(__file__).resolve().parents[2]
