@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iiswatch.durable import fsync_dir
 from iiswatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class CheckpointStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
 
 def _decode(obj: Any) -> AgentState:
@@ -108,15 +109,3 @@ def _decode(obj: Any) -> AgentState:
             )
         )
     return AgentState(run=int(obj["run"]), files=files)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable. Windows cannot open a directory (and NTFS journals the
-    rename): there this is a no-op."""
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from iiswatch.durable import fsync_dir
 from iiswatch.errors import EXIT_FINDINGS, IiswatchError
 
 FORMAT_VERSION = 1
@@ -179,18 +180,6 @@ def uncovered(start: int, end: int, have: list[tuple[int, int]]) -> list[tuple[i
     if cur < end:
         out.append((cur, end))
     return out
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry (a new or renamed file) durable. POSIX only: on Windows a
-    directory cannot be opened for fsync and NTFS journals the metadata itself."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from iiswatch.durable import fsync_dir
 from iiswatch.ingest.archive.keys import ArchiveKey
 from iiswatch.ingest.archive.layout import (
     FORMAT_VERSION,
@@ -34,7 +35,6 @@ from iiswatch.ingest.archive.layout import (
     Record,
     canonical,
     chain_hash,
-    fsync_dir,
     genesis,
     merge_ranges,
     parse_journal,
