@@ -1,6 +1,9 @@
 """The alerting config file: where alerts go (named destinations), how delivery retries,
 and the Kibana URL for links. TOML, like the rest of iiswatch's config.
 
+The `[service]` section (how `iiswatch alerting run` schedules rules: service_config.py) is
+part of the same model; the file is read once, through iiswatch.settings.
+
 File: `--config FILE`, else `$IISWATCH_ALERTING_CONFIG`, else
 `~/.config/iiswatch/alerting.toml`. Secrets are never written in the file itself: any
 value marked secret below may be `${env:NAME}` (an environment variable) or
@@ -13,38 +16,29 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from iiswatch import settings
+from iiswatch.alerting.service_config import ServiceSettings
 from iiswatch.errors import ConfigError
-from iiswatch.times import parse_duration
+from iiswatch.settings import Duration, env
 
 SEVERITIES = ("low", "medium", "high", "critical")
 _SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 
 
-def _duration(value: Any) -> timedelta:
-    """A duration (iiswatch.times), or a bare number of seconds as TOML allows."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    return parse_duration(value)
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 TemplateName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
@@ -199,6 +193,7 @@ class AlertingConfig(_Model):
     evidence_lines: int = Field(default=10, ge=0, le=200)
     delivery: DeliverySettings = DeliverySettings()
     destinations: dict[Name, Destination] = {}
+    service: ServiceSettings = ServiceSettings()
 
     def destination(self, name: str) -> Destination:
         try:
@@ -213,59 +208,33 @@ class AlertingConfig(_Model):
 
 
 def default_config_path() -> Path:
-    if env := os.environ.get("IISWATCH_ALERTING_CONFIG"):
-        return Path(env)
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "iiswatch" / "alerting.toml"
+    return Path(env("IISWATCH_ALERTING_CONFIG") or settings.user_config_dir() / "alerting.toml")
 
 
 def parse_config(text: str, where: str = "<config>") -> AlertingConfig:
-    """Validate TOML text; a ConfigError lists every problem as `where: a.b.c: message`."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: {e}", "fix the TOML syntax") from e
-    data.pop("service", None)  # the scheduler's section of the same file (service_config)
-    try:
-        return AlertingConfig.model_validate(data)
-    except ValidationError as e:
-        problems = [_problem(where, err) for err in e.errors()]
-        raise ConfigError(
-            f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
-            "see README 'Alerting: scheduled rules, tickets in Request Tracker'",
-        ) from e
-
-
-def read_config_file(path: Path | None = None) -> tuple[str, str]:
-    """The alerting config file's text and its name for messages."""
-    path = path or default_config_path()
-    try:
-        return path.read_text(), str(path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no alerting config at {path}",
-            "write one (README 'Alerting: scheduled rules, tickets in Request Tracker') "
-            "or pass --config FILE",
-        ) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}", "check its permissions") from e
+    """Validate TOML text; a ConfigError lists every problem as `where:line: a.b.c: message`."""
+    return _validated(settings.TomlFile(text, where))
 
 
 def load_config(path: Path | None = None) -> AlertingConfig:
-    return parse_config(*read_config_file(path))
+    """The alerting config file (`path`, else the default), with its `[service]`."""
+    path = path or default_config_path()
+    hint = (
+        "write one (README 'Alerting: scheduled rules, tickets in Request Tracker') "
+        "or pass --config FILE"
+    )
+    return _validated(settings.TomlFile.read(path, what="alerting config", missing_hint=hint))
 
 
-def _problem(where: str, err: Any) -> str:
-    # union members show up in the location as their tag ("request_tracker"); keep them, they
-    # tell which kind of destination was being checked
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    value = err.get("input")
-    shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
-    # never echo what may be a secret: secret fields, and unknown keys (a misspelt `tokn`)
-    if _SECRET_KEYS & {str(p) for p in err["loc"]} or err["type"] == "extra_forbidden":
-        shown = ""
-    return f"{where}: {loc}: {msg}{shown}"
-
-
-_SECRET_KEYS = {"token", "password", "url", "headers", "env", "auth"}
+def _validated(file: settings.TomlFile) -> AlertingConfig:
+    config = file.validate(
+        AlertingConfig,
+        file.data,
+        "alerting config",
+        "see README 'Alerting: scheduled rules, tickets in Request Tracker'",
+    )
+    service = config.service
+    named = service.error_destinations + service.default_destinations
+    for name in named + (service.deadman.destinations or []):
+        config.destination(name)  # a ConfigError naming what is known
+    return config

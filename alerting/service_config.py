@@ -1,5 +1,6 @@
-"""The `[service]` section of the alerting config: how `iiswatch alerting run` schedules
-rules, catches up after downtime, shares the work between replicas and watches itself.
+"""The `[service]` section of the alerting config (`AlertingConfig.service`): how
+`iiswatch alerting run` schedules rules, catches up after downtime, shares the work between
+replicas and watches itself.
 
     [service]
     settle = "2s"            # a window is evaluated this long after it ends (index refresh
@@ -25,14 +26,11 @@ rules, catches up after downtime, shares the work between replicas and watches i
 
 from __future__ import annotations
 
-import tomllib
 from datetime import timedelta
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from iiswatch.alerting.config import AlertingConfig, Duration, parse_config, read_config_file
-from iiswatch.errors import ConfigError
+from iiswatch.settings import Duration
 
 
 class _Model(BaseModel):
@@ -60,7 +58,7 @@ class ServiceSettings(_Model):
     jitter: Duration = timedelta(seconds=1)
     reload_poll: Duration = timedelta(seconds=5)
     deliver_every: Duration = timedelta(seconds=1)
-    lease_name: str = Field("alerting", pattern=r"^[A-Za-z0-9_.-]+$")
+    lease_name: str = Field(default="alerting", pattern=r"^[A-Za-z0-9_.-]+$")
     lease_ttl: Duration = timedelta(seconds=15)
     disabled: list[str] = []
     default_destinations: list[str] = []
@@ -77,33 +75,3 @@ class ServiceSettings(_Model):
         if self.settle < timedelta(0) or self.jitter < timedelta(0):
             raise ValueError("settle and jitter cannot be negative")
         return self
-
-
-def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, ServiceSettings]:
-    """Both halves of one alerting config file: delivery (`AlertingConfig`) and `[service]`."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: {e}", "fix the TOML syntax") from e
-    raw = data.pop("service", {})
-    try:
-        service = ServiceSettings.model_validate(raw)
-    except ValidationError as e:
-        problems = [
-            f"{where}: service.{'.'.join(str(p) for p in err['loc'])}: "
-            + str(err["msg"]).removeprefix("Value error, ")
-            for err in e.errors()
-        ]
-        raise ConfigError(
-            f"{len(problems)} problem(s) in the alerting config:\n  " + "\n  ".join(problems),
-            "see README 'Alerting: scheduled rules, tickets in Request Tracker'",
-        ) from e
-    config = parse_config(text, where)  # it leaves `[service]` to us
-    named = service.error_destinations + service.default_destinations
-    for name in named + (service.deadman.destinations or []):
-        config.destination(name)  # a ConfigError naming what is known
-    return config, service
-
-
-def load_service(path: Path | None = None) -> tuple[AlertingConfig, ServiceSettings]:
-    return parse_service(*read_config_file(path))

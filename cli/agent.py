@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import threading
 import traceback
@@ -23,6 +22,7 @@ from iiswatch.cli.output import err, out, print_json
 from iiswatch.errors import IiswatchError
 from iiswatch.ingest.agent.config import InputConfig, load_agent_config
 from iiswatch.ingest.agent.discover import Discovery, agent_config, discover, render_agent_config
+from iiswatch.settings import env
 
 app = typer.Typer(
     help="The agent on an IIS host: find its logs and ship them to a collector.",
@@ -183,7 +183,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except IiswatchError as e:
-        if os.environ.get("IISWATCH_DEBUG"):
+        if env("IISWATCH_DEBUG"):
             traceback.print_exc()
         err.print(f"[bold red]error:[/] {escape(e.message)}")
         if e.hint:

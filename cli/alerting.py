@@ -47,11 +47,12 @@ def run(
 
     Several processes may run against one Elasticsearch: one holds the lease and works,
     the others stand by and take over when it stops."""
+    from iiswatch.alerting.config import load_config
     from iiswatch.alerting.service import AlertingService
-    from iiswatch.alerting.service_config import load_service
 
     _logging(verbose)
-    cfg, settings = load_service(config)
+    cfg = load_config(config)
+    settings = cfg.service
     es = client_for(Purpose.ALERTING)
     service = AlertingService(es, cfg, settings, rules_dir or default_rules_dir())
     if not once:
@@ -125,11 +126,12 @@ def replay(
     """Evaluate a span of ingest time (a gap the service reported) as the service would,
     and put its alerts in the outbox. Alert ids are deterministic: replaying twice adds
     nothing."""
+    from iiswatch.alerting.config import load_config
     from iiswatch.alerting.oneshot import run_once
-    from iiswatch.alerting.service_config import load_service
     from iiswatch.rules.loader import load_rules, select
 
-    cfg, settings = load_service(config)
+    cfg = load_config(config)
+    settings = cfg.service
     t0, t1 = time_span(None, start, end)
     rules = [lr.rule for lr in select(load_rules(rules_dir or default_rules_dir()), rule)]
     es = client_for(Purpose.ALERTING)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -14,6 +13,7 @@ from rich.text import Text
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.elastic import node
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
+from iiswatch.settings import env
 
 app = typer.Typer(
     help="Run a local single-node Elasticsearch for iiswatch.",
@@ -28,7 +28,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except IiswatchError as e:
-        if os.environ.get("IISWATCH_DEBUG"):
+        if env("IISWATCH_DEBUG"):
             raise  # `iiswatch --debug`: the main CLI prints the traceback and the same two lines
         # Text, not markup: messages can quote log lines, which may contain [brackets].
         err.print(Text.assemble(("error: ", "bold red"), e.message), soft_wrap=True)

@@ -23,6 +23,7 @@ from iiswatch.cli import rules as rules_cli
 from iiswatch.cli.demo import command as demo_cli
 from iiswatch.cli.output import err
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
+from iiswatch.settings import env
 
 app = typer.Typer(
     name="iiswatch",
@@ -74,7 +75,7 @@ def main() -> None:
 
 
 def _report(e: IiswatchError, code: int) -> None:
-    if os.environ.get("IISWATCH_DEBUG"):
+    if env("IISWATCH_DEBUG"):
         traceback.print_exc()
     err.print(f"[bold red]error:[/] {escape(e.message)}")
     if e.hint:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from iiswatch import paths
+from iiswatch import paths, settings
 from iiswatch.errors import ConfigError
 
 
@@ -100,34 +99,24 @@ class Connection(BaseModel):
     source: str  # where these came from, for error messages ("local node", "config file", ...)
 
 
+# the environment variables that override the file's [elasticsearch] table
+ENV_OVERRIDES = {
+    "url": "IISWATCH_ES_URL",
+    "api_key": "IISWATCH_ES_API_KEY",
+    "username": "IISWATCH_ES_USERNAME",
+    "password": "IISWATCH_ES_PASSWORD",
+    "ca_certs": "IISWATCH_ES_CA_CERTS",
+}
+
+
 def load_settings(config_path: Path | None = None) -> Settings:
-    path = config_path or paths.config_file()
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{path}: {e}", "fix the TOML syntax in the config file") from e
+    """The config file (optional) with the environment over it."""
+    file = settings.TomlFile.read(config_path or paths.config_file())
+    data = dict(file.data)
     es = dict(data.get("elasticsearch", {}))
-    env = {
-        "url": "IISWATCH_ES_URL",
-        "api_key": "IISWATCH_ES_API_KEY",
-        "username": "IISWATCH_ES_USERNAME",
-        "password": "IISWATCH_ES_PASSWORD",
-        "ca_certs": "IISWATCH_ES_CA_CERTS",
-    }
-    for key, var in env.items():
-        if os.environ.get(var):
-            es[key] = os.environ[var]
+    es.update({key: value for key, var in ENV_OVERRIDES.items() if (value := settings.env(var))})
     data["elasticsearch"] = es
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{path}: {where}: {first['msg']}", "see README 'Using an existing cluster'"
-        ) from e
+    return file.validate(Settings, data, "config", "see README 'Using an existing cluster'")
 
 
 def _local_node() -> dict[str, Any] | None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def _xdg(var: str, default: str) -> Path:
-    return Path(os.environ.get(var) or Path.home() / default)
+from iiswatch.settings import env, user_config_dir, xdg_dir
 
 
 def _is_root() -> bool:
@@ -18,28 +16,28 @@ def _is_root() -> bool:
 def state_dir() -> Path:
     """Node data, generated credentials, checkpoints: `$IISWATCH_HOME`, else XDG data home
     (as root /var/lib/iiswatch: the node runs as its own user, which cannot enter /root)."""
-    if env := os.environ.get("IISWATCH_HOME"):
-        return Path(env)
+    if moved := env("IISWATCH_HOME"):
+        return Path(moved)
     if _is_root():
         return Path("/var/lib/iiswatch")
-    return _xdg("XDG_DATA_HOME", ".local/share") / "iiswatch"
+    return xdg_dir("XDG_DATA_HOME", ".local/share") / "iiswatch"
 
 
 def cache_dir() -> Path:
     """Downloads that can be fetched again (the Elasticsearch distribution); as root
     /var/cache/iiswatch, for the same reason as state_dir()."""
-    if env := os.environ.get("IISWATCH_CACHE"):
-        return Path(env)
+    if moved := env("IISWATCH_CACHE"):
+        return Path(moved)
     if _is_root():
         return Path("/var/cache/iiswatch")
-    return _xdg("XDG_CACHE_HOME", ".cache") / "iiswatch"
+    return xdg_dir("XDG_CACHE_HOME", ".cache") / "iiswatch"
 
 
 def config_file() -> Path:
     """The optional user config file: `$IISWATCH_CONFIG`, else XDG config home."""
-    if env := os.environ.get("IISWATCH_CONFIG"):
-        return Path(env)
-    return _xdg("XDG_CONFIG_HOME", ".config") / "iiswatch" / "config.toml"
+    if moved := env("IISWATCH_CONFIG"):
+        return Path(moved)
+    return user_config_dir() / "config.toml"
 
 
 def es_state_dir() -> Path:

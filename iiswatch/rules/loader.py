@@ -4,7 +4,6 @@ column (`searches/x.yaml:14:3: threshold.value: ... (hint)`), never just the fir
 from __future__ import annotations
 
 import difflib
-import os
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from iiswatch.errors import RuleError
 from iiswatch.rules.model import Rule, shape_issues
+from iiswatch.settings import env
 from iiswatch.times import DURATION_HINT
 
 RULES_DIR_ENV = "IISWATCH_RULES_DIR"
@@ -342,8 +342,8 @@ def _inner_model(annotation: Any) -> Any:
 
 def default_rules_dir() -> Path:
     """`$IISWATCH_RULES_DIR`, else the `searches/` folder installed with iiswatch."""
-    if env := os.environ.get(RULES_DIR_ENV):
-        return Path(env)
+    if configured := env(RULES_DIR_ENV):
+        return Path(configured)
     return Path(str(resources.files("iiswatch.searches")))
 
 

@@ -19,12 +19,12 @@ where it is.
 from __future__ import annotations
 
 import socket
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from iiswatch import settings
 from iiswatch.errors import ConfigError
 
 Format = Literal["w3c", "iis", "ncsa", "httperr"]
@@ -70,47 +70,32 @@ class AgentConfig(BaseModel):
         return self.host or self.name
 
 
-def _problems(e: ValidationError, where: str) -> list[str]:
-    out = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
-        if isinstance(err.get("input"), dict):
-            got = ""
-        out.append(f"{where}: {loc}: {err['msg']}{got}")
-    return out
-
-
 def load_agent_config(path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
     """The file's `[agent]` table and `[[inputs]]`, with `overrides` (flags that were given)
     over them; `overrides["inputs"]` replaces the file's inputs."""
-    data: dict[str, Any] = {}
-    where = str(path) if path is not None else "command line"
     if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}", "check the --config path") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: {e}", "fix the TOML syntax") from e
-        unknown = sorted(set(raw) - {"agent", "inputs"})
-        if unknown:
-            raise ConfigError(
-                f"{path}: unknown table(s): {', '.join(unknown)}",
-                "the agent config has an [agent] table and [[inputs]] entries",
-            )
-        data = dict(raw.get("agent", {}))
-        if "inputs" in raw:
-            data["inputs"] = raw["inputs"]
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as e:
-        problems = _problems(e, where)
+        file = settings.TomlFile.read(
+            path, what="agent config", missing_hint="check the --config path"
+        )
+    else:
+        file = settings.TomlFile("", "command line")
+    raw = file.data
+    unknown = sorted(set(raw) - {"agent", "inputs"})
+    if unknown:
         raise ConfigError(
-            f"{len(problems)} problem(s) in the agent configuration:\n  " + "\n  ".join(problems),
-            "pass --collector, --token-file, --state and --path, or set them in --config",
-        ) from e
+            f"{path}: unknown table(s): {', '.join(unknown)}",
+            "the agent config has an [agent] table and [[inputs]] entries",
+        )
+    data = dict(raw.get("agent", {}))
+    if "inputs" in raw:
+        data["inputs"] = raw["inputs"]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return file.validate(
+        AgentConfig,
+        data,
+        "agent configuration",
+        "pass --collector, --token-file, --state and --path, or set them in --config",
+    )
 
 
 def read_token(path: Path) -> str:

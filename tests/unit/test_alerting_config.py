@@ -89,9 +89,10 @@ url = "https://example.org/x"
     with pytest.raises(ConfigError) as e:
         parse_config(text, "alerting.toml")
     msg = e.value.message
-    assert "alerting.toml: delivery.deadline: not a duration" in msg
-    assert "destinations.rt.request_tracker.url: must be an http:// or https:// URL" in msg
-    assert "destinations.hook.webhook.body: Field required" in msg
+    # each with the line that sets it (or, for a missing key, its table's header)
+    assert "alerting.toml:3: delivery.deadline: not a duration" in msg
+    assert "alerting.toml:6: destinations.rt.request_tracker.url: must be an http" in msg
+    assert "alerting.toml:7: destinations.hook.webhook.body: Field required" in msg
     assert msg.startswith("3 problem(s)")
 
 
@@ -192,3 +193,19 @@ def test_a_missing_config_file_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no alerting config at") as e:
         load_config(tmp_path / "nope.toml")
     assert e.value.hint and "--config" in e.value.hint
+
+
+def test_a_toml_syntax_error_names_its_line_and_column() -> None:
+    with pytest.raises(ConfigError, match=r"^alerting.toml:3:5: Expected") as e:
+        parse_config('[delivery]\ndeadline = "2h"\nbad line = \n', "alerting.toml")
+    assert e.value.hint == "fix the TOML syntax"
+
+
+def test_the_service_section_is_part_of_the_alerting_config() -> None:
+    config = parse_config('[service]\nsettle = "5s"\n[service.deadman]\nsilent_for = "1h"\n')
+    assert config.service.settle == timedelta(seconds=5)
+    assert config.service.deadman.silent_for == timedelta(hours=1)
+    with pytest.raises(ConfigError, match=r"cfg:1: service: lease_ttl must be longer than zero"):
+        parse_config('[service]\nlease_ttl = "0s"\n', "cfg")
+    with pytest.raises(ConfigError, match="no destination named 'pager'"):
+        parse_config('[service]\nerror_destinations = ["pager"]\n')
