@@ -18,61 +18,30 @@ from iiswatch.alerting.config import (
 )
 from iiswatch.errors import ConfigError
 
-# The README's example, verbatim: keep the two in step.
-README_EXAMPLE = """
-kibana_url = "https://kibana.example.org:5601"
-kibana_data_view = "iis-access"          # optional: the data view Discover links open
-evidence_lines = 10                      # raw log lines quoted in a ticket
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-[delivery]
-deadline = "2h"          # give up (status failed) this long after the alert was stored
-max_attempts = 50        # per destination and round
-backoff_base = "2s"      # 2s, 4s, 8s, ... between attempts
-backoff_max = "5m"
-quick_attempts = 2       # attempts inside one pass before waiting for the next pass
 
-[destinations.servicedesk]
-type = "request_tracker"
-url = "https://rt.example.org"
-queue = "Security"
-token = "${file:/etc/iiswatch/rt-token}"   # or user = "iiswatch", password = "${env:RT_PW}"
-requestor = "soc@example.org"
-priority = { low = 20, medium = 50, high = 80, critical = 100 }
-custom_fields = { Severity = "{{ alert.severity }}", Rule = "{{ rule.name }}" }
-comment_when_open = true                 # the same group firing again: a comment, not a ticket
-
-[destinations.soc-slack]
-type = "webhook"
-url = "${env:SLACK_WEBHOOK_URL}"         # the URL is the secret
-body = "slack.json"
-
-[destinations.jira]
-type = "webhook"
-url = "https://example.atlassian.net/rest/api/3/issue"
-body = "jira-v3.json"
-auth = { type = "basic", username = "soc-bot@example.org", password = "${env:JIRA_API_TOKEN}" }
-vars = { project = "SEC", issue_type = "Task", priority_critical = "Highest" }
-ticket_field = "key"
-
-[destinations.ticket-script]
-type = "command"
-argv = ["/usr/local/bin/open-ticket", "--queue", "web"]
-timeout = "30s"
-env = { TICKET_API_KEY = "${file:/etc/iiswatch/ticket-api-key}" }
-"""
+def readme_example() -> str:
+    """The alerting config block of README.md, as a reader would copy it."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Alerting: scheduled rules") :]
+    start = section.index("```toml\n") + len("```toml\n")
+    return section[start : section.index("```", start)]
 
 
 def test_the_readme_example_loads_with_each_kind_of_destination() -> None:
-    cfg = parse_config(README_EXAMPLE)
+    cfg = parse_config(readme_example(), "README.md")
     assert isinstance(cfg.destinations["servicedesk"], RequestTrackerDestination)
     assert isinstance(cfg.destinations["soc-slack"], WebhookDestination)
-    assert isinstance(cfg.destinations["jira"], WebhookDestination)
     assert isinstance(cfg.destinations["ticket-script"], CommandDestination)
     assert cfg.delivery.deadline == timedelta(hours=2)
     assert cfg.delivery.backoff_base == timedelta(seconds=2)
     rt = cfg.destinations["servicedesk"]
     assert isinstance(rt, RequestTrackerDestination)
     assert rt.priority["critical"] == 100 and rt.queue == "Security"
+    assert cfg.service.catch_up == timedelta(hours=1)
+    assert cfg.service.error_destinations == ["servicedesk"]
+    assert cfg.service.deadman.silent_for == timedelta(minutes=15)
 
 
 def test_every_problem_is_reported_with_its_place() -> None:
