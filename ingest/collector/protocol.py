@@ -95,7 +95,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     enc = (encoding or "identity").strip().lower()
     if enc == "identity":
         if len(body) > limit:
-            raise TooLarge()
+            raise TooLarge(f"a body of {len(body)} bytes is over the {limit}-byte limit")
         return body
     if enc != "gzip":
         raise BatchError(f"unsupported Content-Encoding {encoding!r}: send gzip or identity")
@@ -105,7 +105,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     except zlib.error as e:
         raise BatchError(f"body is not valid gzip: {e}") from e
     if len(out) > limit or d.unconsumed_tail:
-        raise TooLarge()
+        raise TooLarge(f"the gzip body expands past the {limit}-byte limit")
     if not d.eof:
         raise BatchError("gzip body is truncated")
     if d.unused_data:

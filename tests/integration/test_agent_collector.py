@@ -5,7 +5,8 @@ and Elasticsearch is restarted once; at the end every line written is a document
 and the archive verifies and gives back the files byte for byte.
 
 This restarts the shared test node (`iiswatch es down` / `es up` with this run's
-IISWATCH_HOME) and waits for it to be green again before finishing.
+IISWATCH_HOME) and waits for it to be green again before finishing; marked `restarts_shared`,
+it runs after every other test.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.restarts_shared
 def test_nothing_is_lost_or_duplicated_when_agent_collector_and_elasticsearch_fail(
     tmp_path: Path, admin_es: Elasticsearch, test_month: date, host_name: str
 ) -> None:

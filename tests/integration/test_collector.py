@@ -323,24 +323,33 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     archive, key = tmp_path / "archive", tmp_path / "archive.key"
     token = TokenStore(archive).add("web01")
     rng = random.Random(3)
-    acked, kills, n, interrupted = 0, 0, 0, 0
+    acked, n, interrupted = 0, 0, 0
+    fired: list[int] = []  # the batch number each kill landed at
     while acked < len(chunks):
         proc = CollectorProcess(archive, key, "--segment-mb", "1")
         url = proc.start()
-        if kills < 4:
-            threading.Timer(rng.uniform(0.1, 1.0), proc.kill).start()
-            kills += 1
+        # the next kill: a few batches into this process, a random moment within that request
+        # or just after it (never a wall-clock guess at how long the whole run takes)
+        kill_at = acked + rng.randint(2, 20) if len(fired) < 4 else None
         try:
             while acked < len(chunks):
                 n += 1  # as the agent: the first batch not acknowledged, until a 200
+                if acked == kill_at:
+                    timer = threading.Timer(
+                        rng.uniform(0, 0.05), lambda p=proc, at=n: (fired.append(at), p.kill())
+                    )
+                    timer.start()
                 status, answer = send_batch(url, token, batch(host_name, [chunks[acked]], n))
                 assert status == 200, answer
                 acked += 1
         except (ConnectionError, http.client.HTTPException):
-            interrupted += 1  # killed mid-request: start it again and resend
+            interrupted += 1  # killed mid-request or before the next: start again and resend
         finally:
+            if kill_at is not None:
+                timer.join()
             proc.kill()
-    assert kills == interrupted == 4
+    # every kill stopped the collector with batches left to send, and cost one restart
+    assert len(fired) == 4 and interrupted == 4, (fired, interrupted)
     assert len(list((archive / "hosts").rglob("seg-*.manifest.json"))) >= 2
     verify = subprocess.run(
         [*CLI, "archive", "verify", str(archive), "--key", str(key)],

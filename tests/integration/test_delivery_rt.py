@@ -179,6 +179,7 @@ def test_a_resolved_ticket_is_not_commented_on_the_next_alert_opens_a_new_one(
     assert again.action == "created" and again.ticket_id != tid
 
 
+@pytest.mark.restarts_shared
 def test_rt_down_for_a_while_ends_in_exactly_one_ticket(
     rt: Rt, made: set[str], es: Elasticsearch, index: str
 ) -> None:

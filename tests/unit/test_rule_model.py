@@ -39,7 +39,7 @@ def test_a_minimal_rule_gets_the_documented_defaults() -> None:
 
 def test_rules_are_frozen() -> None:
     rule = Rule.model_validate(rule_data())
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="Instance is frozen"):
         rule.name = "other"  # type: ignore[misc]
 
 
@@ -79,22 +79,31 @@ def test_the_group_key_follows_the_type() -> None:
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "message"),
     [
-        {"type": "threshold"},  # no threshold section
-        {"threshold": {"value": 3}},  # section of another type
-        {"query": {"term": {"a": "b"}}},  # both query and lucene
-        {"lucene": None},  # neither
-        {
-            "type": "new_terms",
-            "new_terms": {"fields": ["url.path"], "history": "1d"},
-            "group_by": ["source.ip"],
-        },
-        {"group_by": ["source.ip"], "suppression": {"group_by": ["user.name"], "duration": "1h"}},
+        ({"type": "threshold"}, "needs a `threshold:` section"),
+        ({"threshold": {"value": 3}}, "`threshold` does not apply to type match"),
+        ({"query": {"term": {"a": "b"}}}, "has both `query` and `lucene`"),
+        ({"lucene": None}, "needs a `query` .* or a `lucene` query string"),
+        (
+            {
+                "type": "new_terms",
+                "new_terms": {"fields": ["url.path"], "history": "1d"},
+                "group_by": ["source.ip"],
+            },
+            "type new_terms groups by `new_terms.fields`",
+        ),
+        (
+            {
+                "group_by": ["source.ip"],
+                "suppression": {"group_by": ["user.name"], "duration": "1h"},
+            },
+            "user.name not in the rule's group key",
+        ),
     ],
 )
-def test_keys_that_do_not_fit_together_are_refused(changes: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError):
+def test_keys_that_do_not_fit_together_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
         Rule.model_validate(rule_data(**changes))
 
 
@@ -120,14 +129,14 @@ def test_exception_networks_are_normalised_and_expire_after_their_day() -> None:
 
 
 def test_an_exception_needs_something_to_match() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="needs a non-empty `values`, `cidrs` or `wildcards`"):
         Rule.model_validate(
             rule_data(exceptions=[{"field": "source.ip", "owner": "soc", "reason": "x"}])
         )
 
 
 def test_sequence_step_names_are_unique() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match=r"step names repeat: \['a'\]"):
         Rule.model_validate(
             rule_data(
                 type="sequence",
