@@ -124,11 +124,12 @@ def _alive(pid: int) -> bool:
 def test_a_script_past_its_timeout_is_killed_and_the_timeout_recorded(
     tmp_path: Path, es: Elasticsearch, index: str
 ) -> None:
-    pids = tmp_path / "pids"
+    pids, finished = tmp_path / "pids", tmp_path / "finished"
+    sleeper = f"import time; time.sleep(60); open({str(finished)!r}, 'w').write('x')"
     path = script(
         tmp_path,
         "import subprocess\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {sleeper!r}])\n"
         f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
         "sys.stderr.write('waiting\\n'); sys.stderr.flush(); time.sleep(60)",
     )
@@ -153,6 +154,7 @@ def test_a_script_past_its_timeout_is_killed_and_the_timeout_recorded(
     while (_alive(script_pid) or _alive(child_pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(script_pid) and not _alive(child_pid)
+    assert not finished.exists()  # killed, not waited for until it was done
 
 
 def test_a_missing_program_is_a_permanent_failure(

@@ -19,7 +19,7 @@ from iiswatch.alerting.delivery import Deliverer, retry
 from iiswatch.alerting.outbox import Outbox
 from iiswatch.alerting.templates import SHIPPED_JSON
 from tests.integration.alerting_support import alerting_client, outbox_index, unique_alert
-from tests.unit.test_alert_templates import REQUIRED
+from tests.unit.test_alerting_templates import REQUIRED
 
 pytestmark = pytest.mark.integration
 
