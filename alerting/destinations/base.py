@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import urllib3
 
@@ -44,17 +44,21 @@ class Destination(Protocol):
         ...
 
 
-class HttpDestination:
+HttpConfig = TypeVar("HttpConfig", RequestTrackerDestination, WebhookDestination)
+
+
+class HttpDestination(Generic[HttpConfig]):
     """A destination reached over HTTP: its config, templates and a connection pool that
     trusts the configured CA (tests pass their own pool)."""
 
     def __init__(
         self,
         name: str,
-        cfg: RequestTrackerDestination | WebhookDestination,
+        cfg: HttpConfig,
         templates: Templates,
         http: urllib3.PoolManager | None = None,
     ) -> None:
         self.name = name
+        self.cfg: HttpConfig = cfg
         self.templates = templates
         self.http = http or pool(cfg.ca_certs)

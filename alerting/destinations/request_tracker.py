@@ -28,7 +28,7 @@ def ticketsql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class RequestTracker(HttpDestination):
+class RequestTracker(HttpDestination[RequestTrackerDestination]):
     def __init__(
         self,
         name: str,
@@ -37,7 +37,6 @@ class RequestTracker(HttpDestination):
         http: urllib3.PoolManager | None = None,
     ) -> None:
         super().__init__(name, cfg, templates, http)
-        self.cfg = cfg
         self.rest = cfg.url.rstrip("/") + "/REST/2.0"
         self._checked = False
 

@@ -13,22 +13,11 @@ import urllib3
 from iiswatch.alerting.config import BasicAuth, WebhookDestination, resolve_secret
 from iiswatch.alerting.destinations.base import DeliveryResult, HttpDestination
 from iiswatch.alerting.destinations.http import request
-from iiswatch.alerting.templates import Templates
 from iiswatch.errors import ConfigError
 from iiswatch.fields import get_field
 
 
-class Webhook(HttpDestination):
-    def __init__(
-        self,
-        name: str,
-        cfg: WebhookDestination,
-        templates: Templates,
-        http: urllib3.PoolManager | None = None,
-    ) -> None:
-        super().__init__(name, cfg, templates, http)
-        self.cfg = cfg
-
+class Webhook(HttpDestination[WebhookDestination]):
     def payload(self, alert: Mapping[str, Any]) -> Any:
         title, text = self.templates.render_message(alert)
         return self.templates.render_json(
