@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from iiswatch.errors import ConfigError
+from iiswatch.errors import BackendUnavailable, ConfigError
 from iiswatch.paths import state_dir
 
 SHIPPED = Path(__file__).with_name("crawler_ranges.json")
@@ -88,7 +88,10 @@ Fetch = Callable[[str], bytes]
 def _fetch(url: str) -> bytes:
     import urllib3  # already a dependency (the agent's HTTP client)
 
-    resp = urllib3.request("GET", url, timeout=urllib3.Timeout(total=30), retries=2)
+    try:
+        resp = urllib3.request("GET", url, timeout=urllib3.Timeout(total=30), retries=2)
+    except urllib3.exceptions.HTTPError as e:  # no route, no DNS, TLS: say why, keep going
+        raise OSError(str(getattr(e, "reason", None) or e)) from e
     if resp.status != 200:
         raise OSError(f"HTTP {resp.status}")
     return bytes(resp.data)
@@ -96,7 +99,8 @@ def _fetch(url: str) -> bytes:
 
 def update(fetch: Fetch = _fetch, *, target: Path | None = None) -> dict[str, int | str]:
     """Fetch every source's list into the state directory: name → prefix count, or the
-    error for a source that could not be fetched (its previous prefixes are kept)."""
+    error for a source that could not be fetched (its previous prefixes are kept). When
+    none could be fetched nothing is written (BackendUnavailable)."""
     current = _read(ranges_file())
     result: dict[str, int | str] = {}
     for name, source in current["sources"].items():
@@ -109,6 +113,12 @@ def update(fetch: Fetch = _fetch, *, target: Path | None = None) -> dict[str, in
             continue
         source["prefixes"] = prefixes
         result[name] = len(prefixes)
+    if not any(isinstance(v, int) for v in result.values()):
+        raise BackendUnavailable(
+            "no crawler list could be fetched: "
+            + "; ".join(f"{name}: {why}" for name, why in result.items()),
+            hint="check the network or proxy; the lists in use are unchanged",
+        )
     from datetime import UTC, datetime
 
     current["updated"] = datetime.now(UTC).date().isoformat()

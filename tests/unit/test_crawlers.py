@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from iiswatch import crawlers
+from iiswatch.errors import BackendUnavailable
 from iiswatch.rules.model import RuleException
 from iiswatch.rules.query import exception_clause
 
@@ -66,3 +67,16 @@ def test_an_exception_on_verified_crawlers_becomes_one_terms_of_networks() -> No
 def test_an_unknown_network_list_is_refused() -> None:
     with pytest.raises(ValidationError, match="verified_crawlers"):
         RuleException(field="source.ip", networks=["friends"], owner="soc", reason="x")  # type: ignore[list-item]
+
+
+def test_update_with_no_source_reachable_writes_nothing_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IISWATCH_HOME", str(tmp_path))
+
+    def fetch(url: str) -> bytes:
+        raise OSError("name or service not known")
+
+    with pytest.raises(BackendUnavailable, match="name or service not known"):
+        crawlers.update(fetch)
+    assert not (tmp_path / crawlers.STATE_FILE).exists()
