@@ -17,6 +17,7 @@ from iiswatch.cli import alerting as alerting_cli
 from iiswatch.cli import alerts as alerts_cli
 from iiswatch.cli import archive as archive_cli
 from iiswatch.cli import collector as collector_cli
+from iiswatch.cli import crawlers as crawlers_cli
 from iiswatch.cli import es as es_cli
 from iiswatch.cli import logs as logs_cli
 from iiswatch.cli import rules as rules_cli
@@ -43,6 +44,7 @@ app.add_typer(collector_cli.app, name="collector")
 app.add_typer(archive_cli.app, name="archive")
 app.add_typer(alerting_cli.app, name="alerting")
 app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(crawlers_cli.app, name="crawlers")
 logs_cli.register(app)
 app.command()(demo_cli.demo)
 

@@ -74,6 +74,7 @@ def _cidr(value: str) -> str:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
+NetworkList = Literal["verified_crawlers"]  # iiswatch.crawlers.NETWORK_LISTS
 FieldList = Annotated[list[FieldName], Field(min_length=1)]
 
 
@@ -144,21 +145,23 @@ class Sequence(_Model):
 
 
 class RuleException(_Model):
-    """Events whose `field` matches one of the values, networks or wildcards are dropped."""
+    """Events whose `field` matches one of the values, networks or wildcards are dropped.
+    `networks` names lists kept as data (`verified_crawlers`: iiswatch/crawlers.py)."""
 
     field: FieldName
     values: list[str | int] | None = None
     cidrs: list[Cidr] | None = None
     wildcards: list[NonEmptyStr] | None = None
+    networks: list[NetworkList] | None = None
     owner: NonEmptyStr
     reason: NonEmptyStr
     expires: date | None = None
 
     @model_validator(mode="after")
     def _something_to_match(self) -> RuleException:
-        if not (self.values or self.cidrs or self.wildcards):
+        if not (self.values or self.cidrs or self.wildcards or self.networks):
             raise PydanticCustomError(
-                "exception_empty", "needs a non-empty `values`, `cidrs` or `wildcards`"
+                "exception_empty", "needs a non-empty `values`, `cidrs`, `wildcards` or `networks`"
             )
         return self
 

@@ -42,6 +42,12 @@ def exception_clause(exc: RuleException) -> Query:
         should.append({"terms": {exc.field: list(exc.values)}})
     # `term` on an ip field takes CIDR notation and matches the whole network
     should.extend({"term": {exc.field: cidr}} for cidr in exc.cidrs or ())
+    if exc.networks:
+        from iiswatch.crawlers import network_list  # a data file, read once
+
+        # `terms` on an ip field takes CIDR notation too: one clause for the whole list
+        cidrs = sorted({c for name in exc.networks for c in network_list(name)})
+        should.append({"terms": {exc.field: cidrs}})
     should.extend(
         {"wildcard": {exc.field: {"value": w, "case_insensitive": True}}}
         for w in exc.wildcards or ()
