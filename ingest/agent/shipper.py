@@ -37,6 +37,13 @@ class CollectorUnavailable(ShipError):
     token is fixed, ...). The batch is sent again after a pause."""
 
 
+class BatchRefused(ShipError):
+    """400 or 409: the collector will never take this batch as it is (a malformed batch, or
+    bytes that differ from those it archived). Sending it again cannot help."""
+
+    retry = False
+
+
 class BatchTooLarge(ShipError):
     """413: the collector's body limit is below the batch; send smaller batches."""
 
@@ -133,9 +140,14 @@ class Shipper:
                 "issue a token with `iiswatch collector add-agent`"
             )
         if status == 400:
-            raise CollectorUnavailable(
+            raise BatchRefused(
                 f"collector rejected the batch as malformed (400): {_reason(text)}; "
                 "this is a bug in the agent or collector, please report it"
+            )
+        if status == 409:
+            raise BatchRefused(
+                f"collector refused the batch (409): {_reason(text)}; were these log files "
+                "rewritten after they were shipped?"
             )
         raise CollectorUnavailable(f"collector answered {status}: {_reason(text)}")
 

@@ -42,6 +42,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.overlap_mismatches = Counter(
+            f"{PREFIX}_overlap_mismatches",
+            "Batches refused (409): bytes for an archived range differ from those archived.",
+            ["agent"],
+            registry=r,
+        )
         self.archive_errors = Counter(
             f"{PREFIX}_archive_errors", "Batches the archive could not store.", registry=r
         )
