@@ -15,6 +15,7 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from iiswatch.elastic.indices import INTEGRITY_INDEX
 from iiswatch.ingest.archive.keys import ArchiveKey, load_or_create_key
 from iiswatch.ingest.archive.layout import canonical
 from iiswatch.ingest.archive.verify import verify_archive
@@ -46,7 +47,9 @@ class Built:
 
 
 @pytest.fixture
-def built(tmp_path: Path, writer_es: Elasticsearch, host_name: str) -> Built:
+def built(
+    tmp_path: Path, admin_es: Elasticsearch, writer_es: Elasticsearch, host_name: str
+) -> Built:
     """Two hosts' files, several sealed segments each, witnessed as the collector does; and
     an older copy of host A's file folder (half its chunks), as a backup would have it."""
     hosts = (host_name, f"{host_name}-b")
@@ -67,6 +70,7 @@ def built(tmp_path: Path, writer_es: Elasticsearch, host_name: str) -> Built:
                     shutil.copytree(root / "hosts" / host / "W3SVC1" / fid, old)
     finally:
         writer.close()
+    admin_es.indices.refresh(index=INTEGRITY_INDEX)  # searchable now, not within a second
     return Built(root, key, hosts, old)
 
 
