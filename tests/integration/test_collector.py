@@ -270,9 +270,9 @@ def test_add_agent_prints_the_token_once_and_it_works(
     proc = CollectorProcess(archive, key)
     url = proc.start()  # agents added while it runs are seen at once
     try:
+        args = ["add-agent", "web01", "--archive", str(archive), "--host", host_name]
         added = subprocess.run(
-            [*CLI, "collector", "add-agent", "web01", "--archive", str(archive)]
-            + ["--host", host_name],
+            [*CLI, "collector", *args],
             capture_output=True,
             text=True,
             timeout=60,

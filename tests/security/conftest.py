@@ -10,7 +10,6 @@ from datetime import date
 import pytest
 from elasticsearch import Elasticsearch
 
-from iiswatch.elastic.indices import INTEGRITY_INDEX
 from tests.integration import conftest as integration
 
 # the integration tests' fixtures: the real Elasticsearch, unique host names
@@ -38,4 +37,4 @@ def witness_cleanup(admin_es: Elasticsearch, host_name: str) -> Iterator[None]:
     """Remove this test's witness and alert documents (keyed by its unique host name)."""
     yield
     for host in (host_name, f"{host_name}-b"):
-        integration.delete_matching(admin_es, INTEGRITY_INDEX, {"term": {"host": host}})
+        integration.delete_matching(admin_es, "iiswatch-integrity*", {"term": {"host": host}})
