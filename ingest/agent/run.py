@@ -99,7 +99,13 @@ class Agent:
             forget_after=cfg.forget_after,
             clock=self._clock,
         )
-        shipper = Shipper(cfg.collector, self._token, ca=cfg.ca, timeout=cfg.request_timeout)
+        shipper = Shipper(
+            cfg.collector,
+            self._token,
+            ca=cfg.ca,
+            timeout=cfg.request_timeout,
+            insecure=cfg.insecure,
+        )
         start_flusher(cfg.flush_logbuffer_seconds, self.stop)
         log.info(
             "agent %s (run %d) shipping %s to %s",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from iiswatch.errors import ConfigError
 from iiswatch.ingest.agent.follow import Batch
 
 PATH = "/v1/batch"
@@ -88,7 +90,15 @@ class Shipper:
         *,
         ca: Path | None = None,
         timeout: float = 30.0,
+        insecure: bool = False,
     ) -> None:
+        host = urllib3.util.parse_url(url).host or ""
+        if url.startswith("http:") and not _loopback(host) and not insecure:
+            raise ConfigError(
+                f"refusing to send the token and logs over plain http to {host}",
+                "use an https:// collector URL, or --insecure (insecure = true) if something "
+                "else encrypts the link",
+            )
         self.url = url.rstrip("/") + PATH
         self._token = token
         tls: dict[str, Any] = {}
@@ -153,6 +163,15 @@ class Shipper:
 
     def close(self) -> None:
         self._http.clear()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _reason(text: str) -> str:

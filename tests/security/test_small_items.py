@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,12 @@ import pytest
 from iiswatch.alerting.config import CommandDestination
 from iiswatch.alerting.destinations.command import Command
 from iiswatch.alerting.templates import sample_alert
+from iiswatch.errors import ConfigError
+from iiswatch.ingest.agent.config import read_token
+from iiswatch.ingest.agent.shipper import Shipper
+from iiswatch.ingest.collector.metrics import MAX_FILE_SERIES, MAX_LABEL, Metrics
+from tests.integration.collector_proc import CLI, post, send_batch
+from tests.security.support import batch, collector, log_file, whole_file_chunk
 
 
 def test_a_command_destination_does_not_inherit_other_destinations_secrets(
@@ -25,3 +34,68 @@ def test_a_command_destination_does_not_inherit_other_destinations_secrets(
     )
     result = Command("script", cfg).deliver(sample_alert())
     assert result.ticket_id == "(None, 'web')"  # its own env, not the service's secrets
+
+
+def test_the_collector_refuses_plain_http_off_loopback(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*CLI, "collector", "run", "--listen", "0.0.0.0:0", "--archive", str(tmp_path / "a"),
+         "--key", str(tmp_path / "k")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "plain http" in run.stderr and "--insecure" in run.stderr
+
+
+def test_the_agent_refuses_to_send_its_token_over_plain_http_off_loopback() -> None:
+    with pytest.raises(ConfigError, match="plain http"):
+        Shipper("http://192.0.2.10:8443", lambda: "token")
+    Shipper("http://192.0.2.10:8443", lambda: "token", insecure=True).close()
+    Shipper("http://127.0.0.1:8443", lambda: "token").close()
+
+
+def test_a_token_file_readable_by_others_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    token.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        assert read_token(token) == "secret"
+    assert "readable by group or others" in caplog.text
+    caplog.clear()
+    token.chmod(0o600)
+    read_token(token)
+    assert caplog.text == ""
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("witness_cleanup")
+def test_metrics_can_require_a_token_and_archive_ls_shows_control_characters(
+    tmp_path: Path, host_name: str, month_1988: date
+) -> None:
+    (tmp_path / "metrics.token").write_text("m3trics\n")
+    extra = ("--metrics-token-file", str(tmp_path / "metrics.token"))
+    with collector(tmp_path, {"web01": [host_name]}, *extra) as c:
+        assert post(c.url, "/metrics", method="GET")[0] == 401
+        auth = {"Authorization": "Bearer m3trics"}
+        assert post(c.url, "/metrics", method="GET", headers=auth)[0] == 200
+        data = log_file(month_1988, 3)
+        ch = whole_file_chunk(data, host_name)
+        ch["path"] = "C:\\logs\\\x1b[2J\x1b]0;owned\x07u_ex880101.log"
+        status, answer = send_batch(c.url, c.tokens["web01"], batch("web01", host_name, [ch]))
+        assert status == 200, answer
+    ls = subprocess.run(
+        [*CLI, "archive", "ls", str(c.archive)], capture_output=True, text=True, timeout=120
+    )
+    assert ls.returncode == 0, ls.stderr
+    assert "\x1b" not in ls.stdout and "\x07" not in ls.stdout
+    assert "\\x1b" in ls.stdout
+
+
+def test_per_file_metrics_are_bounded_whatever_agents_send() -> None:
+    m = Metrics()
+    for i in range(MAX_FILE_SERIES + 500):
+        m.file_position("web01", "web01", f"{i:032x}", "C:\\" + "x" * 4000, 10, 20)
+    text = m.render().decode()
+    assert text.count("iiswatch_collector_file_lag_bytes{") == MAX_FILE_SERIES
+    assert len(text) < 3 * MAX_FILE_SERIES * (3 * 250 + MAX_LABEL)
