@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from datetime import date
@@ -99,3 +100,15 @@ def test_per_file_metrics_are_bounded_whatever_agents_send() -> None:
     text = m.render().decode()
     assert text.count("iiswatch_collector_file_lag_bytes{") == MAX_FILE_SERIES
     assert len(text) < 3 * MAX_FILE_SERIES * (3 * 250 + MAX_LABEL)
+
+
+def test_credentials_in_the_elasticsearch_url_are_never_echoed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IISWATCH_ES_")}
+    env |= {"IISWATCH_ES_URL": "http://analyst:s3cr3t-pw@127.0.0.1:9", "IISWATCH_ES_API_KEY": "k"}
+    run = subprocess.run(
+        [*CLI, "search", "source.ip:192.0.2.1", "--count"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "127.0.0.1:9" in run.stderr
+    assert "s3cr3t-pw" not in run.stdout + run.stderr
