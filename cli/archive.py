@@ -53,7 +53,8 @@ def verify(
         from iiswatch.errors import UsageError
 
         raise UsageError(f"no archive at {archive}", "give the collector's --archive directory")
-    report = verify_archive(archive, load_key(_key_path(key), archive=archive))
+    archive_key = load_key(_key_path(key), archive=archive)
+    report = verify_archive(archive, archive_key)
     if offline:
         err.print(
             "[yellow]offline:[/] not compared with the witness in Elasticsearch; a rolled-back "
@@ -66,7 +67,7 @@ def verify(
 
         es = client_for(Purpose.READER)
         with backend_errors(es):
-            witnessed = witnessed_files(es)
+            witnessed = witnessed_files(es, archive_key.key_id)
         report.problems += check_witness(archive, witnessed)
     if json_out:
         print_json(report.as_dict())

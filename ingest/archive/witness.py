@@ -17,6 +17,7 @@ from elasticsearch import Elasticsearch
 from iiswatch.elastic.indices import INTEGRITY_INDEX
 from iiswatch.ingest.archive.layout import HOSTS, Record, parse_journal, segment_numbers
 from iiswatch.ingest.archive.verify import Problem
+from iiswatch.ingest.collector.integrity import head_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +29,15 @@ class Witnessed:
     head: str  # its head
 
 
-def witnessed_files(es: Elasticsearch, index: str = INTEGRITY_INDEX) -> list[Witnessed]:
-    """The longest witnessed chain of every file (a composite aggregation, paged, then the
-    head documents by id)."""
+def witnessed_files(
+    es: Elasticsearch, archive: str, index: str = INTEGRITY_INDEX
+) -> list[Witnessed]:
+    """The longest witnessed chain of every file of the archive whose key id is `archive`
+    (a composite aggregation, paged, then the head documents by id)."""
     if not es.indices.exists(index=index):
         return []
     # no refresh (the reader may not): what was witnessed in the last second may be missed
+    heads = [{"term": {"kind": "head"}}, {"term": {"archive": archive}}]
     longest: list[tuple[str, str, int]] = []
     after: dict[str, Any] | None = None
     while True:
@@ -49,7 +53,7 @@ def witnessed_files(es: Elasticsearch, index: str = INTEGRITY_INDEX) -> list[Wit
         resp = es.search(
             index=index,
             size=0,
-            query={"term": {"kind": "head"}},
+            query={"bool": {"filter": heads}},
             aggs={"files": {"composite": composite, "aggs": {"seq": {"max": {"field": "seq"}}}}},
         )
         agg = resp["aggregations"]["files"]
@@ -61,7 +65,7 @@ def witnessed_files(es: Elasticsearch, index: str = INTEGRITY_INDEX) -> list[Wit
     out = []
     for i in range(0, len(longest), 500):
         part = longest[i : i + 500]
-        ids = [f"head:{h}:{f}:{s}" for h, f, s in part]
+        ids = [head_id(archive, h, f, s) for h, f, s in part]
         for doc in es.mget(index=index, ids=ids)["docs"]:
             src = doc.get("_source")
             if src:

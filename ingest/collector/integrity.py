@@ -8,7 +8,8 @@ that the file exists. `iiswatch archive verify` compares the archive with what w
 (`ingest/archive/witness.py`): a chain shorter than witnessed, a different head at a witnessed
 length, or a witnessed file that is gone, is a finding.
 
-Document ids are deterministic, so a batch sent again re-creates the same documents (409,
+Documents carry the archive's key id (`archive`): each collector's archive has a witness of
+its own. Document ids are deterministic, so a batch sent again re-creates the same documents (409,
 harmless) and a failure here is a 503 the agent retries.
 """
 
@@ -31,12 +32,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def head_id(host: str, file_id: str, seq: int) -> str:
-    return f"head:{host}:{file_id}:{seq}"
+def head_id(archive: str, host: str, file_id: str, seq: int) -> str:
+    return f"head:{archive}:{host}:{file_id}:{seq}"
 
 
-def file_doc_id(host: str, file_id: str) -> str:
-    return f"file:{host}:{file_id}"
+def file_doc_id(archive: str, host: str, file_id: str) -> str:
+    return f"file:{archive}:{host}:{file_id}"
 
 
 def _now() -> str:
@@ -48,8 +49,9 @@ class WitnessFailed(Exception):
 
 
 class IntegrityLog:
-    def __init__(self, es: Elasticsearch, index: str = INTEGRITY_INDEX) -> None:
+    def __init__(self, es: Elasticsearch, archive: str, index: str = INTEGRITY_INDEX) -> None:
         self.es = es
+        self.archive = archive  # the archive key's id
         self.index = index
 
     def witness(self, heads: Iterable[HeadState]) -> None:
@@ -58,12 +60,18 @@ class IntegrityLog:
         for h in heads:
             if h.seq == 0:
                 continue
-            base = {"host": h.host, "site": h.site, "file_id": h.file_id, "@timestamp": now}
+            base = {
+                "archive": self.archive,
+                "host": h.host,
+                "site": h.site,
+                "file_id": h.file_id,
+                "@timestamp": now,
+            }
             actions.append(
                 {
                     "_op_type": "create",
                     "_index": self.index,
-                    "_id": file_doc_id(h.host, h.file_id),
+                    "_id": file_doc_id(self.archive, h.host, h.file_id),
                     "_source": {**base, "kind": "file"},
                 }
             )
@@ -71,7 +79,7 @@ class IntegrityLog:
                 {
                     "_op_type": "create",
                     "_index": self.index,
-                    "_id": head_id(h.host, h.file_id, h.seq),
+                    "_id": head_id(self.archive, h.host, h.file_id, h.seq),
                     "_source": {
                         **base,
                         "kind": "head",
@@ -94,6 +102,7 @@ class IntegrityLog:
         doc = {
             "@timestamp": _now(),
             "kind": "alert",
+            "archive": self.archive,
             "event": {"kind": "alert", "action": "archive-overlap-mismatch", "severity": 73},
             "host": e.host,
             "file_id": e.file_id,

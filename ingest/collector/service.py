@@ -79,7 +79,7 @@ class Collector:
         self.es = es
         self.metrics = metrics
         self.bulk_chunk_size = bulk_chunk_size
-        self.integrity = integrity or IntegrityLog(es)
+        self.integrity = integrity or IntegrityLog(es, archive.key.key_id)
 
     def _parsers(self, batch: Batch) -> list[tuple[Source, LogParser]]:
         """One parser per chunk, in the state the agent had at the chunk's offset. Built

@@ -56,7 +56,7 @@ def built(
     root = tmp_path / "archive"
     key = load_or_create_key(tmp_path / "keys" / "archive.key", archive=root)
     writer = ArchiveWriter(root, key, segment_bytes=4096)
-    witness = IntegrityLog(writer_es)
+    witness = IntegrityLog(writer_es, key.key_id)
     old = tmp_path / "old-copy"
     try:
         for host, fid in zip(hosts, (FID_A, FID_B), strict=True):
@@ -76,7 +76,7 @@ def built(
 
 def problems(b: Built, reader_es: Elasticsearch) -> list[str]:
     report = verify_archive(b.root, b.key)
-    report.problems += check_witness(b.root, witnessed_files(reader_es))
+    report.problems += check_witness(b.root, witnessed_files(reader_es, b.key.key_id))
     return [str(p) for p in report.problems]
 
 
