@@ -48,6 +48,14 @@ SHIPPED_JSON = (
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACE = re.compile(r"\s+")
+_BREAKS = {"\r": "\\r", "\n": "\\n", "\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\x85"}
+_BREAK = re.compile("|".join(map(re.escape, _BREAKS)))
+_BACKTICKS = re.compile(r"`+")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+# The longest description each markup target takes (Jira: 32,767 characters, less room for
+# the wrapping and the truncation note).
+JIRA_DESCRIPTION_MAX = 32_000
 
 
 class TemplateProblem(ConfigError):
@@ -83,6 +91,43 @@ def one_line(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def flat(value: Any) -> str:
+    """A value printed where one line is expected: CR, LF and other line breaks shown as
+    `\\r`, `\\n`, so a lone CR in a log cannot start a forged `Severity:` line."""
+    return _BREAK.sub(lambda m: _BREAKS[m.group()], str(value))
+
+
+def cap(value: Any, limit: int) -> str:
+    """`value` cut to `limit` characters, saying how much was left out."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    note = f"\n… ({len(text) - limit:,} more characters: see the alert in iiswatch)"
+    return text[: max(0, limit - len(note))] + note
+
+
+def jira_text(value: Any, limit: int = JIRA_DESCRIPTION_MAX) -> str:
+    """Plain text as a Jira wiki-markup description that renders exactly as written: one
+    {noformat} block (no links, images, macros or mentions inside), capped for Jira."""
+    body = cap(value, limit).replace("{noformat}", "{ noformat}")
+    return "{noformat}\n" + body + "\n{noformat}"
+
+
+def markdown_block(value: Any, limit: int = 100_000) -> str:
+    """Plain text as a Markdown fenced code block (TheHive, Teams): the fence is longer than
+    any run of backticks inside, so nothing in the log can close it (CommonMark 4.5)."""
+    body = cap(value, limit)
+    longest = max((len(m) for m in _BACKTICKS.findall(body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
+def markdown(value: Any) -> str:
+    """Inline Markdown: every punctuation character that could start markup (links, images,
+    emphasis, HTML) backslash-escaped, on one line."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat(value))
+
+
 def first_lines(value: Any, n: int = 10) -> list[str]:
     """The first `n` raw log lines (`event.original`) of a list of sample events, or the
     first `n` lines of a text."""
@@ -103,7 +148,7 @@ def first_lines(value: Any, n: int = 10) -> list[str]:
                 )
                 if v is not None
             )
-        lines.append(_CONTROL.sub("?", str(raw)))
+        lines.append(flat(_CONTROL.sub("?", str(raw))))
         if len(lines) >= n:
             break
     return lines
@@ -116,8 +161,10 @@ def epoch_ms(value: Any) -> int | None:
 
 
 def mrkdwn(value: Any) -> str:
-    """Slack's three control characters escaped, so `<!channel>` in a log is only text."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's three control characters escaped, so `<!channel>` in a log is only text; and
+    no run of three backticks, so a log line cannot close the evidence's code block."""
+    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("```", "`\u200b`\u200b`")
 
 
 def lucene_phrase(value: Any) -> str:
@@ -222,7 +269,8 @@ class Templates:
             "trim_blocks": True,
             "lstrip_blocks": True,
         }
-        self.text_env = SandboxedEnvironment(**common)
+        # text templates lay out lines themselves: a printed value never adds one (`flat`)
+        self.text_env = SandboxedEnvironment(**common, finalize=flat)
         self.json_env = SandboxedEnvironment(**common, finalize=_json_finalize)
         for env in (self.text_env, self.json_env):
             env.filters.update(
@@ -232,6 +280,11 @@ class Templates:
                 one_line=one_line,
                 mrkdwn=mrkdwn,
                 epoch_ms=epoch_ms,
+                flat=flat,
+                cap=cap,
+                jira_text=jira_text,
+                markdown=markdown,
+                markdown_block=markdown_block,
             )
             env.globals.update(kibana_discover_url=self._discover)
         self.kibana_url = kibana_url

@@ -179,7 +179,7 @@ def main() -> None:
                 for d, log in zip(datas, logs, strict=True)
             ]
             archive = root / "archive"
-            token = TokenStore(archive).add("bench")
+            token = TokenStore(archive).add("bench", hosts=["bench-collector"])
             proc, url = start_collector(archive, root / "archive.key")
             try:
                 errors: list[str] = []

@@ -147,6 +147,9 @@ def run_cmd(
         help="Run `netsh http flush logbuffer` every N seconds (Windows; 0: off).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every batch."),
+    insecure: bool | None = typer.Option(
+        None, "--insecure", help="Allow plain http to a collector that is not on loopback."
+    ),
 ) -> None:
     """Follow IIS log files and ship every line to a collector, until stopped.
 
@@ -163,6 +166,7 @@ def run_cmd(
         "name": name,
         "host": host_name,
         "flush_logbuffer_seconds": flush_logbuffer,
+        "insecure": insecure,
         "inputs": [InputConfig(path=p) for p in paths] if paths else None,
     }
     cfg = load_agent_config(config, overrides)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from iiswatch.cli.output import err, out, print_json
+from iiswatch.cli.output import err, out, print_json, visible
 from iiswatch.errors import EXIT_FINDINGS
 
 app = typer.Typer(
@@ -32,11 +32,19 @@ def verify(
     archive: Path = typer.Argument(..., help="The archive directory."),
     key: Path | None = typer.Option(None, "--key", help=KEY_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Skip the check against the witness in Elasticsearch (then a rolled-back or "
+        "deleted folder goes unnoticed).",
+    ),
 ) -> None:
-    """Recompute every chunk's hash chain and check every seal.
+    """Recompute every chunk's hash chain and check every seal; then compare the archive
+    with what the collector witnessed in Elasticsearch (reader credentials).
 
     Exit 0 when intact; 1 naming each segment and byte range of the original file that was
-    changed, cut, removed, reordered or re-sealed without the key.
+    changed, cut, removed, reordered or re-sealed without the key, and each file folder that
+    was rolled back or deleted; 3 when Elasticsearch cannot be asked (see --offline).
     """
     from iiswatch.ingest.archive.keys import load_key
     from iiswatch.ingest.archive.verify import verify_archive
@@ -45,7 +53,22 @@ def verify(
         from iiswatch.errors import UsageError
 
         raise UsageError(f"no archive at {archive}", "give the collector's --archive directory")
-    report = verify_archive(archive, load_key(_key_path(key), archive=archive))
+    archive_key = load_key(_key_path(key), archive=archive)
+    report = verify_archive(archive, archive_key)
+    if offline:
+        err.print(
+            "[yellow]offline:[/] not compared with the witness in Elasticsearch; a rolled-back "
+            "or deleted file or host folder would pass"
+        )
+    else:
+        from iiswatch.config import Purpose
+        from iiswatch.elastic.client import backend_errors, client_for
+        from iiswatch.ingest.archive.witness import check_witness, witnessed_files
+
+        es = client_for(Purpose.READER)
+        with backend_errors(es):
+            witnessed = witnessed_files(es, archive_key.key_id)
+        report.problems += check_witness(archive, witnessed)
     if json_out:
         print_json(report.as_dict())
     else:
@@ -89,7 +112,8 @@ def list_cmd(
     table = Table("host", "site", "file id", "path", "bytes held")
     for f in files:
         ranges = ", ".join(f"{a}-{b}" for a, b in f.ranges)
-        table.add_row(f.host, f.site, f.file_id, escape("\n".join(f.paths)), ranges)
+        paths = "\n".join(visible(p) for p in f.paths)  # agent-supplied: no terminal escapes
+        table.add_row(f.host, f.site, f.file_id, escape(paths), ranges)
     out.print(table)
 
 

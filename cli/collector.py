@@ -39,14 +39,34 @@ def run(
     segment_mb: int = typer.Option(
         64, "--segment-mb", min=1, help="Seal archive segments at this size (MiB)."
     ),
+    header_timeout: float = typer.Option(
+        10.0, "--header-timeout", min=0.1, help="Seconds a connection has to send its headers."
+    ),
+    keep_alive: float = typer.Option(
+        5.0, "--keep-alive", min=0.1, help="Seconds an idle keep-alive connection stays open."
+    ),
+    body_idle_timeout: float = typer.Option(
+        30.0, "--body-idle-timeout", min=0.1, help="Longest pause inside a body (408 after)."
+    ),
+    body_min_rate: int = typer.Option(
+        8192, "--body-min-rate", min=1, help="Slowest average body rate, bytes/s (408 below)."
+    ),
+    metrics_token_file: Path | None = typer.Option(
+        None, "--metrics-token-file", help="File with a bearer token /metrics then requires."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow plain http on a non-loopback address."
+    ),
 ) -> None:
     """Serve POST /v1/batch, /healthz and /metrics until SIGTERM or Ctrl-C.
 
     A batch is acknowledged (200) only once its bytes are fsynced in the archive and
     Elasticsearch accepted every document; otherwise 503 and the agent sends it again.
-    Uses the writer credentials. Without --tls-cert it speaks plain HTTP: loopback only.
+    Uses the writer credentials. Without --tls-cert it speaks plain HTTP: loopback only
+    (elsewhere it refuses unless --insecure).
     """
     from iiswatch.ingest.archive.keys import default_key_path
+    from iiswatch.ingest.collector.limits import Limits
     from iiswatch.ingest.collector.server import CollectorSettings, serve
 
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -60,6 +80,16 @@ def run(
         tls_key=tls_key,
         max_body=max_body,
         segment_bytes=segment_mb << 20,
+        limits=Limits(
+            header_timeout=header_timeout,
+            keep_alive=keep_alive,
+            body_idle_timeout=body_idle_timeout,
+            body_min_rate=body_min_rate,
+        ),
+        metrics_token=(
+            metrics_token_file.read_text().strip() if metrics_token_file is not None else None
+        ),
+        insecure=insecure,
     )
     serve(settings, client_for(Purpose.WRITER))
 
@@ -71,14 +101,35 @@ def add_agent(
     replace: bool = typer.Option(
         False, "--replace", help="Issue a new token for an existing agent (the old one stops)."
     ),
+    host: list[str] = typer.Option(
+        [], "--host", help="A host whose logs this agent may send (repeat; default: NAME)."
+    ),
 ) -> None:
     """Issue a token for an agent and print it, once: only its hash is kept.
 
-    Put the token in the agent's --token-file; the running collector sees it at once.
+    The token may send logs of the --host names only (default: the agent's own name); a
+    batch for another host is refused (403). Put the token in the agent's --token-file; the
+    running collector sees it at once.
     """
     from iiswatch.ingest.collector.tokens import TokenStore
 
     archive.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = TokenStore(archive).add(name, replace=replace)
-    err.print(f"token for agent {name} (shown once; only its hash is stored):")
+    token = TokenStore(archive).add(name, replace=replace, hosts=host)
+    hosts = ", ".join(host or [name])
+    err.print(f"token for agent {name}, hosts {hosts} (shown once; only its hash is stored):")
     out.print(token, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("remove-agent")
+def remove_agent(
+    name: str = typer.Argument(..., help="The agent whose token to revoke."),
+    archive: Path = typer.Option(..., "--archive", help=ARCHIVE_HELP),
+) -> None:
+    """Revoke an agent's token: the running collector refuses it (401) at once.
+
+    What it archived stays, with its name on every range.
+    """
+    from iiswatch.ingest.collector.tokens import TokenStore
+
+    TokenStore(archive).remove(name)
+    err.print(f"agent {name} removed: its token no longer works")

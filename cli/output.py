@@ -27,3 +27,12 @@ def print_json(obj: Any) -> None:
         orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     )
     sys.stdout.flush()
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\\"): "\\\\"}
+
+
+def visible(text: str) -> str:
+    """`text` with control characters (ESC, NUL, CR, ...) shown as `\\xNN`: what agents or
+    logs supply must not move the cursor, recolour or hide lines on an analyst's terminal."""
+    return text.translate(_CONTROL)

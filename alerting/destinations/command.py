@@ -22,6 +22,10 @@ from iiswatch.errors import DeliveryError
 STDERR_TAIL = 2000  # characters of stderr kept with an attempt
 STDOUT_MAX = 64 * 1024
 
+# What a program needs to start and find its tools and locale; everything else is given
+# explicitly in the destination's `env`.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT", "COMSPEC")
+
 
 def tail(data: bytes, limit: int = STDERR_TAIL) -> str:
     text = data.decode("utf-8", "replace")
@@ -34,7 +38,8 @@ class Command:
         self.cfg = cfg
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # not the service's environment: it holds other destinations' secrets
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         for k, v in self.cfg.env.items():
             env[k] = resolve_secret(v, f"destination {self.name} env {k}")
         return env

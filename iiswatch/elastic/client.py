@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 from elasticsearch import (
     ApiError,
@@ -49,7 +50,17 @@ def describe(client: Elasticsearch) -> str:
     conn: Connection | None = getattr(client, "_iiswatch_conn", None)
     if conn is None:
         return "Elasticsearch"
-    return f"Elasticsearch at {conn.url} ({conn.source}, {conn.credentials.label})"
+    return (
+        f"Elasticsearch at {without_userinfo(conn.url)} ({conn.source}, {conn.credentials.label})"
+    )
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without a `user:password@` part: error messages must never show a secret."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 @contextmanager

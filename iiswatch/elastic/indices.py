@@ -13,12 +13,20 @@ ACCESS_ALIAS = "iis-access"
 ERROR_ALIAS = "iis-error"
 DEADLETTER_INDEX = "iiswatch-deadletter-v1"
 DEADLETTER_ALIAS = "iiswatch-deadletter"
+# The archive's external witness (segment heads, file existence) and integrity alerts: the
+# collector creates documents there and can never change or delete one.
+INTEGRITY_INDEX = "iiswatch-integrity-v1"
 
 # What analysts search by default (a Kibana data view `iis-*` sees the same documents).
 DEFAULT_SEARCH = f"{ACCESS_PREFIX}*,{ERROR_PREFIX}*"
 
-WRITE_PATTERNS = (f"{ACCESS_PREFIX}*", f"{ERROR_PREFIX}*", "iiswatch-deadletter*")
-READ_PATTERNS = ("iis-*", "iiswatch-deadletter*")
+WRITE_PATTERNS = (
+    f"{ACCESS_PREFIX}*",
+    f"{ERROR_PREFIX}*",
+    "iiswatch-deadletter*",
+    "iiswatch-integrity*",
+)
+READ_PATTERNS = ("iis-*", "iiswatch-deadletter*", "iiswatch-integrity*")
 STATE_PATTERNS = ("iiswatch-state*", "iiswatch-alerts*", "iiswatch-ruletest*")
 
 

@@ -18,7 +18,10 @@ where it is.
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +33,9 @@ from iiswatch.errors import ConfigError
 Format = Literal["w3c", "iis", "ncsa", "httperr"]
 # Agent, host and site names become directory names in the collector's archive.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
+
+
+log = logging.getLogger(__name__)
 
 
 class InputConfig(BaseModel):
@@ -51,6 +57,7 @@ class AgentConfig(BaseModel):
     token_file: Path
     state: Path
     ca: Path | None = None
+    insecure: bool = False  # allow plain http to a collector that is not on loopback
     inputs: tuple[InputConfig, ...] = Field(min_length=1)
 
     poll_interval: float = Field(0.2, gt=0, le=10)  # seconds between looks at the files
@@ -107,9 +114,26 @@ def read_token(path: Path) -> str:
             f"cannot read token file {path}: {e.strerror}",
             "create it with the token `iiswatch collector add-agent` printed",
         ) from e
+    _warn_if_readable_by_others(path)
     if not token or "\n" in token:
         raise ConfigError(
             f"token file {path} must hold exactly one line, the token",
             "paste the token `iiswatch collector add-agent` printed, and nothing else",
         )
     return token
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """The token lets anyone send logs as this agent: say so when others may read it."""
+    if os.name != "posix":
+        return  # Windows ACLs are not mode bits; the installer sets them
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "token file %s is readable by group or others (mode %o): chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )

@@ -32,15 +32,18 @@ from iiswatch.ingest.agent.follow import Batch, Follower
 from iiswatch.ingest.agent.netsh import start_flusher
 from iiswatch.ingest.agent.shipper import (
     Ack,
+    BatchRefused,
     BatchTooLarge,
     ShipError,
     Shipper,
     encode_batch,
 )
+from iiswatch.ingest.archive.layout import write_atomic
 
 log = logging.getLogger(__name__)
 
 MIN_BATCH_BYTES = 64 << 10
+REFUSED_DIR = "refused"  # batches the collector refused for good, kept whole (gzip JSON)
 STATUS_EVERY = 60.0
 
 
@@ -54,6 +57,7 @@ class AgentStats:
     lines: int = 0
     bytes: int = 0
     failed_attempts: int = 0
+    refused: int = 0  # batches set aside (refused for good by the collector)
     acks: list[Ack] = field(default_factory=list)  # the last few, for tests and status
 
     def record(self, ack: Ack, batch: Batch) -> None:
@@ -95,7 +99,13 @@ class Agent:
             forget_after=cfg.forget_after,
             clock=self._clock,
         )
-        shipper = Shipper(cfg.collector, self._token, ca=cfg.ca, timeout=cfg.request_timeout)
+        shipper = Shipper(
+            cfg.collector,
+            self._token,
+            ca=cfg.ca,
+            timeout=cfg.request_timeout,
+            insecure=cfg.insecure,
+        )
         start_flusher(cfg.flush_logbuffer_seconds, self.stop)
         log.info(
             "agent %s (run %d) shipping %s to %s",
@@ -122,11 +132,15 @@ class Agent:
                     try:
                         ack = self._deliver(shipper, batch, batch_id)
                     except BatchTooLarge as e:
-                        max_bytes = max(max_bytes // 2, MIN_BATCH_BYTES)
-                        log.warning("%s: sending batches of at most %d bytes", e, max_bytes)
-                        follower.rewind()
-                        batch = Batch(max_bytes, cfg.batch_max_lines)
-                        continue
+                        if batch.size > MIN_BATCH_BYTES and max_bytes > MIN_BATCH_BYTES:
+                            max_bytes = max(max_bytes // 2, MIN_BATCH_BYTES)
+                            log.warning("%s: sending batches of at most %d bytes", e, max_bytes)
+                            follower.rewind()
+                            batch = Batch(max_bytes, cfg.batch_max_lines)
+                            continue
+                        ack = self._set_aside(batch, batch_id, e)  # cannot get smaller
+                    except BatchRefused as e:
+                        ack = self._set_aside(batch, batch_id, e)
                     except Stopped:
                         break
                     follower.acknowledge(batch)
@@ -150,6 +164,19 @@ class Agent:
             "agent stopped: %d lines in %d batches this run", self.stats.lines, self.stats.batches
         )
         return self.stats
+
+    def _set_aside(self, batch: Batch, batch_id: str, why: ShipError) -> Ack:
+        """A batch the collector will never take: kept whole under `STATE/refused/` (nothing
+        is lost) and passed, so the agent goes on with the lines after it."""
+        cfg = self.config
+        body = encode_batch(batch, batch_id=batch_id, agent=cfg.name, host=cfg.host_name)
+        folder = cfg.state / REFUSED_DIR
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{batch_id}.json.gz"
+        write_atomic(path, body)
+        log.error("%s; batch %s (%d lines) set aside in %s", why, batch_id, batch.lines, path)
+        self.stats.refused += 1
+        return Ack(batch_id, len(batch.chunks), 0, 0)
 
     def _deliver(self, shipper: Shipper, batch: Batch, batch_id: str) -> Ack:
         cfg = self.config

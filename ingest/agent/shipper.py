@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from iiswatch.errors import ConfigError
 from iiswatch.ingest.agent.follow import Batch
 
 PATH = "/v1/batch"
@@ -35,6 +37,13 @@ class ShipError(Exception):
 class CollectorUnavailable(ShipError):
     """Not reachable, or answered with an error it may get over (5xx, 429, 401 until the
     token is fixed, ...). The batch is sent again after a pause."""
+
+
+class BatchRefused(ShipError):
+    """400 or 409: the collector will never take this batch as it is (a malformed batch, or
+    bytes that differ from those it archived). Sending it again cannot help."""
+
+    retry = False
 
 
 class BatchTooLarge(ShipError):
@@ -81,7 +90,15 @@ class Shipper:
         *,
         ca: Path | None = None,
         timeout: float = 30.0,
+        insecure: bool = False,
     ) -> None:
+        host = urllib3.util.parse_url(url).host or ""
+        if url.startswith("http:") and not _loopback(host) and not insecure:
+            raise ConfigError(
+                f"refusing to send the token and logs over plain http to {host}",
+                "use an https:// collector URL, or --insecure (insecure = true) if something "
+                "else encrypts the link",
+            )
         self.url = url.rstrip("/") + PATH
         self._token = token
         tls: dict[str, Any] = {}
@@ -133,14 +150,28 @@ class Shipper:
                 "issue a token with `iiswatch collector add-agent`"
             )
         if status == 400:
-            raise CollectorUnavailable(
+            raise BatchRefused(
                 f"collector rejected the batch as malformed (400): {_reason(text)}; "
                 "this is a bug in the agent or collector, please report it"
+            )
+        if status == 409:
+            raise BatchRefused(
+                f"collector refused the batch (409): {_reason(text)}; were these log files "
+                "rewritten after they were shipped?"
             )
         raise CollectorUnavailable(f"collector answered {status}: {_reason(text)}")
 
     def close(self) -> None:
         self._http.clear()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _reason(text: str) -> str:

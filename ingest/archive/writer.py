@@ -7,8 +7,10 @@ that leaves a torn journal line or bytes past the last record, which the next op
 (that append was never acknowledged, so the agent sends it again).
 
 Byte ranges already held for a (host, file_id) are skipped and a partly overlapping chunk is
-trimmed to the new bytes, so re-sent batches are harmless. Segments are sealed (manifest with
-HMAC) when they reach `segment_bytes`.
+trimmed to the new bytes, so re-sent batches are harmless; but the overlapping bytes are first
+compared, byte for byte, with those held: a difference (a rewritten log, or a forger racing the
+real agent) refuses the whole append (`OverlapMismatch`) and nothing is spliced in. Segments
+are sealed (manifest with HMAC) when they reach `segment_bytes`.
 """
 
 from __future__ import annotations
@@ -66,11 +68,42 @@ class Chunk:
     batch: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class HeadState:
+    """Where a file's chain stands after an append: what the external witness records."""
+
+    host: str
+    site: str
+    file_id: str
+    seq: int  # records held
+    head: str  # hex chain hash after the last record
+    segment: int
+
+
+class OverlapMismatch(ArchiveError):
+    """Bytes sent for a range already archived differ from the archived ones (409)."""
+
+    def __init__(self, host: str, file_id: str, offset: int, held_by: str, path: str) -> None:
+        super().__init__(
+            f"{host}/{file_id} ({path}): the bytes at offset {offset} differ from those "
+            f"archived (sent by agent {held_by or '?'}); nothing of this batch was archived",
+            "the log was rewritten after it was shipped, or another agent forged it",
+        )
+        self.host, self.file_id, self.offset, self.held_by, self.path = (
+            host,
+            file_id,
+            offset,
+            held_by,
+            path,
+        )
+
+
 @dataclass(slots=True)
 class AppendResult:
     archived: int = 0  # new bytes written
-    skipped: int = 0  # bytes already held (a re-send)
+    skipped: int = 0  # bytes already held (a re-send), each compared with what is held
     records: int = 0
+    heads: list[HeadState] = field(default_factory=list)  # every file the append touched
 
 
 def _now() -> str:
@@ -112,7 +145,14 @@ class FileArchive:
     sealed: bool = False
     seg_size: int = 0
     ranges: list[tuple[int, int]] = field(default_factory=list)
+    # every record's (offset, end, segment, pos, agent): where held bytes are, for comparing
+    index: list[tuple[int, int, int, int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def state(self) -> HeadState:
+        return HeadState(
+            self.host, self.site, self.file_id, self.seq, self.head.hex(), self.segment
+        )
 
     def _seg(self, n: int, kind: str) -> Path:
         return self.dir / f"{segment_name(n)}.{kind}"
@@ -173,6 +213,7 @@ class FileArchive:
                 if recs and recs[0].seq != self.seq:
                     raise ArchiveError(f"segment {n} of {self.dir} starts at a wrong seq", None)
                 ranges.extend((r.offset, r.end) for r in recs)
+                self.index.extend((r.offset, r.end, n, r.pos, r.agent) for r in recs)
                 self.seg_size = recs[-1].pos + recs[-1].length if recs else 0
                 if recs:
                     self.seq, self.head = recs[-1].seq + 1, bytes.fromhex(recs[-1].chain)
@@ -258,10 +299,12 @@ class FileArchive:
                 end = c.offset + len(c.data)
                 new = uncovered(c.offset, end, have)
                 result.skipped += len(c.data) - sum(b - a for a, b in new)
+                self._compare_held(c, new, pieces)
                 for a, b in new:
                     pieces.append((c, a, b))
                 have = merge_ranges([*have, *new])
             if not pieces:
+                result.heads.append(self.state())
                 return result
             if not self.dir.exists():
                 _mkdirs(self.dir, self.dir.parents[3])
@@ -280,13 +323,53 @@ class FileArchive:
                 h = chain_hash(self.head, rec.meta(), data)
                 rec = replace(rec, chain=h.hex(), mac=record_mac(self.key, h))
                 group.append((rec, data))
+                self.index.append((a, b, self.segment, self.seg_size, c.agent))
                 self.seq, self.head, self.seg_size = self.seq + 1, h, self.seg_size + len(data)
                 result.archived += len(data)
                 result.records += 1
             self._flush(group)
             self._write_head()
             self.ranges = have
+            result.heads.append(self.state())
         return result
+
+    def check_overlaps(self, chunks: list[Chunk]) -> None:
+        """Compare `chunks` with the bytes held, writing nothing (caller holds the lock)."""
+        have = list(self.ranges)
+        pending: list[tuple[Chunk, int, int]] = []
+        for c in chunks:
+            new = uncovered(c.offset, c.offset + len(c.data), have)
+            self._compare_held(c, new, pending)
+            pending += [(c, a, b) for a, b in new]
+            have = merge_ranges([*have, *new])
+
+    def _compare_held(
+        self, c: Chunk, new: list[tuple[int, int]], pending: list[tuple[Chunk, int, int]]
+    ) -> None:
+        """Raise OverlapMismatch unless every byte of `c` that is already held (archived
+        before, or earlier in this same append) equals the byte held. `new` is the rest."""
+        end = c.offset + len(c.data)
+        sources: list[tuple[int, int, int, int, str, Chunk | None]] = [
+            (a, b, seg, pos, agent, None) for a, b, seg, pos, agent in self.index
+        ]
+        sources += [(a, b, 0, 0, p.agent, p) for p, a, b in pending]
+        for a, b, seg, pos, agent, chunk in sources:
+            lo, hi = max(a, c.offset), min(b, end)
+            if lo >= hi:
+                continue
+            if chunk is not None:
+                held = chunk.data[lo - chunk.offset : hi - chunk.offset]
+            else:
+                with self._seg(seg, "data").open("rb") as f:
+                    f.seek(pos + lo - a)
+                    held = f.read(hi - lo)
+            sent = c.data[lo - c.offset : hi - c.offset]
+            if held != sent:
+                at = lo + next(
+                    (i for i, (x, y) in enumerate(zip(held, sent, strict=False)) if x != y),
+                    min(len(held), len(sent)),
+                )
+                raise OverlapMismatch(self.host, self.file_id, at, agent, c.path)
 
     def _flush(self, group: list[tuple[Record, bytes]]) -> None:
         if not group:
@@ -423,12 +506,16 @@ class ArchiveWriter:
         by_file: dict[tuple[str, str], list[Chunk]] = {}
         for c in chunks:
             by_file.setdefault((c.host, c.file_id), []).append(c)
-        for group in by_file.values():
-            first = group[0]
-            r = self.file(first.host, first.site, first.file_id).append(group, received)
+        files = [(self.file(g[0].host, g[0].site, g[0].file_id), g) for g in by_file.values()]
+        for fa, group in files:  # every file compared before any is written: all or nothing
+            with fa.lock:
+                fa.check_overlaps(group)
+        for fa, group in files:
+            r = fa.append(group, received)
             total.archived += r.archived
             total.skipped += r.skipped
             total.records += r.records
+            total.heads += r.heads
         return total
 
     def seal_all(self) -> int:

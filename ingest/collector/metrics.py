@@ -17,6 +17,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 PREFIX = "iiswatch_collector"
 STALE_SECONDS = 24 * 3600  # a file not heard of for a day leaves the per-file series
 RATE_WINDOW = 60.0
+# Per-file series are agent-driven: past this many, new files are not given series (their
+# bytes are still counted per agent), so /metrics stays small whatever agents send.
+MAX_FILE_SERIES = 2000
+MAX_LABEL = 128
 
 
 class Metrics:
@@ -40,6 +44,12 @@ class Metrics:
             f"{PREFIX}_es_errors",
             "Elasticsearch failures: unavailable (request failed) or rejected (documents).",
             ["kind"],
+            registry=r,
+        )
+        self.overlap_mismatches = Counter(
+            f"{PREFIX}_overlap_mismatches",
+            "Batches refused (409): bytes for an archived range differ from those archived.",
+            ["agent"],
             registry=r,
         )
         self.archive_errors = Counter(
@@ -91,8 +101,10 @@ class Metrics:
     def file_position(
         self, agent: str, host: str, file_id: str, path: str, end: int, size: int | None
     ) -> None:
-        key = (agent, host, file_id, PureWindowsPath(path).name)
+        key = (agent, host, file_id, PureWindowsPath(path).name[:MAX_LABEL])
         with self._lock:
+            if key not in self._seen and len(self._seen) >= MAX_FILE_SERIES:
+                return
             self._seen[key] = time.monotonic()
         self.offset.labels(*key).set(end)
         if size is not None:

@@ -28,7 +28,10 @@ class TooLarge(Exception):
     """The body, or what it decompresses to, exceeds the limit (413)."""
 
 
-NonNegative = Annotated[int, Field(ge=0)]
+# No file is a petabyte: an offset past this cannot be real, and one near 2^63 would overflow
+# Elasticsearch's `long` after the archive had stored it (then 503 on every retry).
+MAX_FILE_OFFSET = 1 << 50
+NonNegative = Annotated[int, Field(ge=0, le=MAX_FILE_OFFSET)]
 
 
 class ChunkIn(BaseModel):
@@ -141,5 +144,10 @@ def parse_batch(raw: bytes) -> Batch:
             raise BatchError(f"chunks[{i}].data: not base64 ({e})") from e
         if data and not data.endswith(b"\n"):
             raise BatchError(f"chunks[{i}].data: must be whole lines, ending in \\n")
+        if c.offset + len(data) > MAX_FILE_OFFSET:
+            raise BatchError(
+                f"chunks[{i}]: offset {c.offset} + {len(data)} bytes is past the largest "
+                f"possible file offset ({MAX_FILE_OFFSET})"
+            )
         datas.append(data)
     return Batch(model, tuple(datas))

@@ -3,12 +3,13 @@ serve it with uvicorn until SIGTERM or Ctrl-C (requests in flight are finished f
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import socket
 import ssl
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
@@ -17,13 +18,13 @@ from iiswatch.errors import UsageError
 from iiswatch.ingest.archive.keys import load_or_create_key
 from iiswatch.ingest.archive.writer import DEFAULT_SEGMENT_BYTES, ArchiveWriter
 from iiswatch.ingest.collector.app import DEFAULT_MAX_BODY, create_app
+from iiswatch.ingest.collector.limits import Limits, uvicorn_options
 from iiswatch.ingest.collector.metrics import Metrics
 from iiswatch.ingest.collector.service import Collector
 from iiswatch.ingest.collector.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 GRACEFUL_SECONDS = 30
-MAX_CONCURRENT_REQUESTS = 64
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,18 @@ class CollectorSettings:
     tls_key: Path | None = None
     max_body: int = DEFAULT_MAX_BODY
     segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    limits: Limits = field(default_factory=Limits)
+    metrics_token: str | None = None
+    insecure: bool = False  # plain http on a non-loopback address, knowingly
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -61,13 +74,29 @@ def serve(settings: CollectorSettings, es: Elasticsearch) -> None:
 
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together", "give both, or neither")
+    host = parse_listen(settings.listen)[0]
+    if settings.tls_cert is None and not is_loopback(host):
+        if not settings.insecure:
+            raise UsageError(
+                f"refusing plain http on {host}: agents' tokens and logs would cross the "
+                "network in clear",
+                "give --tls-cert and --tls-key, or --insecure if something else encrypts it",
+            )
+        log.warning("plain http on %s (--insecure): tokens and logs travel in clear", host)
     key = load_or_create_key(settings.key, archive=settings.archive)
     metrics = Metrics()
     archive = ArchiveWriter(settings.archive, key, segment_bytes=settings.segment_bytes)
     tokens = TokenStore(settings.archive)
     if not tokens.names():
         log.warning("no agents yet: add one with `iiswatch collector add-agent NAME --archive DIR`")
-    app = create_app(Collector(archive, es, metrics), tokens, metrics, max_body=settings.max_body)
+    app = create_app(
+        Collector(archive, es, metrics),
+        tokens,
+        metrics,
+        max_body=settings.max_body,
+        limits=settings.limits,
+        metrics_token=settings.metrics_token,
+    )
     sock = bind(settings.listen)
     config = uvicorn.Config(
         app,
@@ -77,9 +106,9 @@ def serve(settings: CollectorSettings, es: Elasticsearch) -> None:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        # each request may hold a body and its inflated copy: past this, 503 (agents retry)
-        limit_concurrency=MAX_CONCURRENT_REQUESTS,
         server_header=False,
+        # header deadline, keep-alive, no global connection limit: see limits.py
+        **uvicorn_options(settings.limits),
     )
     try:
         config.load()  # reads the certificate now, so a bad one is an error before serving

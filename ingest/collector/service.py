@@ -19,9 +19,11 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from iiswatch.ingest.archive.layout import ArchiveError
-from iiswatch.ingest.archive.writer import ArchiveWriter, Chunk
+from iiswatch.ingest.archive.writer import ArchiveWriter, Chunk, OverlapMismatch
+from iiswatch.ingest.collector.integrity import IntegrityLog, WitnessFailed
 from iiswatch.ingest.collector.metrics import Metrics
 from iiswatch.ingest.collector.protocol import Batch, BatchError
+from iiswatch.ingest.collector.tokens import AgentIdentity
 from iiswatch.ingest.files import iter_lines
 from iiswatch.ingest.model import DeadLetter, Source
 from iiswatch.ingest.parse import LogParser
@@ -30,6 +32,14 @@ from iiswatch.ingest.sink_es import BulkSink
 from iiswatch.times import now_iso
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MAX_LINE_BYTES", "BatchResult", "Collector", "OverlapMismatch", "Unavailable"]
+
+# A longer line is not parsed: it is archived raw like every byte, and indexed as a dead letter
+# whose event.original holds its first ORIGINAL_KEPT bytes. IIS refuses request lines past
+# 16 KiB by default, so a real access-log line never comes near this.
+MAX_LINE_BYTES = 256 << 10
+ORIGINAL_KEPT = 8 << 10
 
 
 class Unavailable(Exception):
@@ -64,11 +74,13 @@ class Collector:
         metrics: Metrics,
         *,
         bulk_chunk_size: int = 1000,
+        integrity: IntegrityLog | None = None,
     ) -> None:
         self.archive = archive
         self.es = es
         self.metrics = metrics
         self.bulk_chunk_size = bulk_chunk_size
+        self.integrity = integrity or IntegrityLog(es, archive.key.key_id)
 
     def _parsers(self, batch: Batch) -> list[tuple[Source, LogParser]]:
         """One parser per chunk, in the state the agent had at the chunk's offset. Built
@@ -88,25 +100,43 @@ class Collector:
         return parsers
 
     def _actions(
-        self, batch: Batch, parsers: list[tuple[Source, LogParser]], result: BatchResult
+        self,
+        batch: Batch,
+        parsers: list[tuple[Source, LogParser]],
+        result: BatchResult,
+        identity: AgentIdentity,
     ) -> Iterator[Action]:
         ingested = now_iso()
+        sender = {"name": identity.name, "id": identity.id}  # ECS agent.*: who sent it
         for c, data, (source, parser) in zip(batch.model.chunks, batch.data, parsers, strict=True):
             for line, rel in iter_lines(io.BytesIO(data)):
                 result.lines += 1
                 offset = c.offset + rel
-                out = parser.feed(line, offset)
+                out: Any
+                if len(line) > MAX_LINE_BYTES:
+                    out = DeadLetter(
+                        line[:ORIGINAL_KEPT],
+                        f"line of {len(line)} bytes is longer than {MAX_LINE_BYTES}: archived "
+                        f"raw, not parsed; event.original holds its first {ORIGINAL_KEPT} bytes "
+                        "(`iiswatch archive export` gives all of it)",
+                        offset,
+                    )
+                else:
+                    out = parser.feed(line, offset)
                 if out is None:
                     continue
                 if isinstance(out, DeadLetter):
                     result.dead_letters += 1
                 else:
                     result.events += 1
-                yield to_action(source, offset, out, ingested)
+                action = to_action(source, offset, out, ingested)
+                action["_source"]["agent"] = sender
+                yield action
 
-    def ingest(self, agent: str, batch: Batch) -> BatchResult:
+    def ingest(self, identity: AgentIdentity, batch: Batch) -> BatchResult:
         """Archive, parse and index `batch`; return when all of it is stored."""
         m = batch.model
+        agent = identity.name
         parsers = self._parsers(batch)
         result = BatchResult(chunks=len(m.chunks))
         chunks = [
@@ -115,18 +145,30 @@ class Collector:
         ]
         try:
             stored = self.archive.append(chunks)
+        except OverlapMismatch as e:
+            # rewritten logs, or a forger racing the real agent: refuse, count, raise an alert
+            self.metrics.overlap_mismatches.labels(agent).inc()
+            log.error("archive: batch %s of %s refused: %s", m.batch_id, agent, e)
+            self.integrity.alert_overlap(identity, m.batch_id, e)
+            raise
         except (ArchiveError, OSError) as e:
             self.metrics.archive_errors.inc()
             log.error("archive: cannot store batch %s of %s: %s", m.batch_id, agent, e)
             raise Unavailable(f"the archive could not store the batch: {e}", where="archive") from e
         result.archived_bytes, result.resent_bytes = stored.archived, stored.skipped
+        try:
+            self.integrity.witness(stored.heads)
+        except (WitnessFailed, ApiError, TransportError) as e:
+            self.metrics.es_errors.labels("unavailable").inc()
+            log.warning("elasticsearch: batch %s of %s not witnessed: %s", m.batch_id, agent, e)
+            raise Unavailable(f"Elasticsearch is unavailable: {e}", where="elasticsearch") from e
         self.metrics.archived.labels(agent).inc(stored.archived)
         self.metrics.resent.labels(agent).inc(stored.skipped)
 
         sink = BulkSink(self.es, chunk_size=self.bulk_chunk_size)
         try:
             # parsing overlaps with Elasticsearch indexing the previous bulk request
-            counts = sink.write_threaded(self._actions(batch, parsers, result))
+            counts = sink.write_threaded(self._actions(batch, parsers, result, identity))
         except (ApiError, TransportError) as e:
             self.metrics.es_errors.labels("unavailable").inc()
             log.warning("elasticsearch: batch %s of %s not indexed: %s", m.batch_id, agent, e)

@@ -149,7 +149,7 @@ def test_nothing_is_lost_or_duplicated_when_agent_collector_and_elasticsearch_fa
     archive, key = tmp_path / "archive", tmp_path / "keys" / "archive.key"
     name = f"agent-it-{os.getpid()}"
     token_file = tmp_path / "token"
-    token_file.write_text(TokenStore(archive).add(name) + "\n")
+    token_file.write_text(TokenStore(archive).add(name, hosts=[host_name]) + "\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = tmp_path / "agent.toml"

@@ -44,9 +44,9 @@ class Running:
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Running]:
+def collector(tmp_path: Path, host_name: str) -> Iterator[Running]:
     archive, key = tmp_path / "archive", tmp_path / "keys" / "archive.key"
-    token = TokenStore(archive).add("web01")
+    token = TokenStore(archive).add("web01", hosts=[host_name])
     proc = CollectorProcess(archive, key, "--max-body", str(MAX_BODY))
     url = proc.start()
     yield Running(proc, url, token, archive, key)
@@ -233,7 +233,7 @@ def test_elasticsearch_down_is_503_then_the_same_batch_is_accepted(
     tmp_path: Path, admin_es: Elasticsearch, test_month: date, host_name: str
 ) -> None:
     archive, key = tmp_path / "archive", tmp_path / "keys" / "archive.key"
-    token = TokenStore(archive).add("web01")
+    token = TokenStore(archive).add("web01", hosts=[host_name])
     down = CollectorProcess(
         archive,
         key,
@@ -271,8 +271,9 @@ def test_add_agent_prints_the_token_once_and_it_works(
     proc = CollectorProcess(archive, key)
     url = proc.start()  # agents added while it runs are seen at once
     try:
+        args = ["add-agent", "web01", "--archive", str(archive), "--host", host_name]
         added = subprocess.run(
-            [*CLI, "collector", "add-agent", "web01", "--archive", str(archive)],
+            [*CLI, "collector", *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -300,7 +301,7 @@ def test_tls(tmp_path: Path, test_month: date, host_name: str) -> None:
         timeout=60,
     )
     archive = tmp_path / "archive"
-    token = TokenStore(archive).add("web01")
+    token = TokenStore(archive).add("web01", hosts=[host_name])
     proc = CollectorProcess(
         archive, tmp_path / "k", "--tls-cert", str(cert), "--tls-key", str(tls_key)
     )
@@ -321,7 +322,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     data = log_file(test_month, 12_000)  # ~2.4 MB: segments of 1 MiB get sealed on the way
     chunks = split_chunks(data, host_name, 120)
     archive, key = tmp_path / "archive", tmp_path / "archive.key"
-    token = TokenStore(archive).add("web01")
+    token = TokenStore(archive).add("web01", hosts=[host_name])
     rng = random.Random(3)
     acked, n, interrupted = 0, 0, 0
     fired: list[int] = []  # the batch number each kill landed at

@@ -129,7 +129,7 @@ def test_each_shipped_template_arrives_as_json_with_the_products_fields(
     payload = orjson.loads(req["body"])
     assert REQUIRED[template](payload)
     assert "injected" not in payload
-    raw = req["body"].decode()
+    raw = req["body"].decode().replace("\\\\", "")  # Teams: Markdown backslash escapes
     assert "{{7*7}}" in raw and "{% raw %}" in raw
 
 
