@@ -12,10 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from iiswatch.cli.output import err, out, print_json, print_json_line
-from iiswatch.cli.render import print_search_result
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import backend_errors, client_for
-from iiswatch.elastic.search import DEFAULT_FIELDS, TimeRange, count, run_search
 from iiswatch.elastic.setup import run_setup
 from iiswatch.errors import EXIT_BACKEND, UsageError
 from iiswatch.ingest.batch import IngestSummary, ingest_files
@@ -170,69 +168,10 @@ def _print_summary(s: IngestSummary) -> None:
         out.print(f"  dead letter x{n}: {escape(reason)}")
 
 
-def search(
-    query: str = typer.Argument(
-        "*",
-        help="Lucene query string over ECS fields, e.g. "
-        "'iiswatch.url.query:*whoami* AND http.response.status_code:200'.",
-    ),
-    since: str | None = typer.Option(None, "--since", help="Look back this far: 15m, 2h, 7d."),
-    start: str | None = typer.Option(None, "--from", help="Start time, ISO 8601 (inclusive)."),
-    end: str | None = typer.Option(None, "--to", help="End time, ISO 8601 (exclusive)."),
-    fields: str | None = typer.Option(
-        None,
-        "--fields",
-        help=f"Comma-separated fields to show (default {','.join(DEFAULT_FIELDS)}).",
-    ),
-    top: str | None = typer.Option(None, "--top", help="Show the top values of this field."),
-    histogram: str | None = typer.Option(
-        None, "--histogram", help="Show a time histogram with this bucket size, e.g. 1m, 1h."
-    ),
-    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Number of events to show."),
-    oldest_first: bool = typer.Option(
-        False, "--oldest-first", help="List events oldest first (default: newest first)."
-    ),
-    count_only: bool = typer.Option(False, "--count", help="Print only the exact number of hits."),
-    json_out: bool = typer.Option(False, "--json", help="Print hits as NDJSON (full documents)."),
-    index: str = typer.Option("iis-access-*,iis-error-*", "--index", help="Indices to search."),
-) -> None:
-    """Search the logs: a table of events, top values, a histogram, or a count.
-
-    Examples:\n
-      iiswatch search 'url.extension:aspx AND http.request.method:GET' --top source.ip\n
-      iiswatch search 'iiswatch.url.query:*cmd.exe*' --since 1d --histogram 1h\n
-      iiswatch search 'http.response.status_code:404' --count
-    """
-    es = client_for(Purpose.READER)
-    rng = TimeRange.from_options(since, start, end)
-    if count_only:
-        n = count(es, query, rng, index=index)
-        if json_out:
-            print_json({"count": n})
-        else:
-            out.print(n)
-        return
-    field_list = [f.strip() for f in fields.split(",")] if fields else list(DEFAULT_FIELDS)
-    result = run_search(
-        es,
-        query,
-        rng,
-        index=index,
-        fields=None if json_out else field_list,
-        limit=limit,
-        top=top,
-        histogram=histogram,
-        oldest_first=oldest_first,
-    )
-    if json_out:
-        for hit in result.hits:
-            print_json_line(hit)
-        return
-    print_search_result(result, field_list if limit else None, top=top, histogram=histogram)
-
-
 def register(app: typer.Typer) -> None:
     app.command()(setup)
     app.command()(parse)
     app.command()(ingest)
+    from iiswatch.cli.search import search
+
     app.command()(search)
