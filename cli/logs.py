@@ -17,11 +17,16 @@ from iiswatch.elastic.client import backend_errors, client_for
 from iiswatch.elastic.setup import run_setup
 from iiswatch.errors import EXIT_BACKEND, UsageError
 from iiswatch.ingest.batch import IngestSummary, ingest_files
+from iiswatch.ingest.encoding import check_encoding
 from iiswatch.ingest.files import expand_inputs
-from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats
-from iiswatch.ingest.pipeline import parse_file
+from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats, Source
+from iiswatch.ingest.pipeline import parse_file, parse_stream
 
 FORMAT_HELP = f"Log format: {', '.join(FORMATS)}. Detected from the file when omitted."
+ENCODING_HELP = (
+    "Character encoding of the logs (utf-16, cp1252, ...). Default: UTF-16 is detected "
+    "(byte order mark or NUL pattern), anything else is read as UTF-8."
+)
 TZ_HELP = "IANA time zone of local-time formats (IIS log format); default: this machine's."
 
 
@@ -52,9 +57,12 @@ def setup(json_out: bool = typer.Option(False, "--json", help="Print changes as 
 
 
 def parse(
-    files: list[str] = typer.Argument(..., help="Log files, directories or glob patterns."),
+    files: list[str] = typer.Argument(
+        ..., help="Log files, directories or glob patterns; - reads standard input."
+    ),
     fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
     host_name: str = typer.Option(
         socket.gethostname(), "--host-name", help="host.name for events that do not log one."
     ),
@@ -65,10 +73,24 @@ def parse(
     reason (dead letters), and the exit code is 1 if there were any.
     """
     stats = ParseStats()
-    for path in expand_inputs(files):
-        for source, _offset, result in parse_file(
-            path, host_name=host_name, fmt=_check_format(fmt), tz=tz, stats=stats
-        ):
+    fmt, encoding = _check_format(fmt), check_encoding(encoding)
+    if files.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once", "give - once")
+    for item in files:
+        if item == "-":
+            source = Source(path="-", host_name=host_name, file_id="stdin")
+            results = parse_stream(
+                sys.stdin.buffer, source, fmt=fmt, tz=tz, stats=stats, encoding=encoding
+            )
+        else:
+            results = (
+                r
+                for path in expand_inputs([item])
+                for r in parse_file(
+                    path, host_name=host_name, fmt=fmt, tz=tz, stats=stats, encoding=encoding
+                )
+            )
+        for source, _offset, result in results:
             if isinstance(result, DeadLetter):
                 doc = result.to_doc(source)
                 sys.stderr.buffer.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
@@ -86,6 +108,7 @@ def ingest(
     ),
     fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
     host_name: str = typer.Option(
         socket.gethostname(),
         "--host-name",
@@ -132,6 +155,7 @@ def ingest(
                 host_name=host_name,
                 fmt=_check_format(fmt),
                 tz=tz,
+                encoding=check_encoding(encoding),
                 chunk_size=chunk_size,
                 on_bytes=on_bytes if show else None,
             )

@@ -55,6 +55,8 @@ class LogParser:
         self._tz = tz
         self._parser: FormatParser | None = None
         self.format_name: str | None = None
+        # a format the user forced is kept: a `#Software:` header does not override it
+        self._forced = fmt is not None
         if fmt is not None:
             self._switch(fmt)
 
@@ -69,7 +71,7 @@ class LogParser:
             if not line.strip(b" \t\r\n\x00"):
                 return None
             self._switch(detect_format(line) or "w3c")
-        elif line[:1] == b"#" or line[:3] == b"\xef\xbb\xbf":
+        elif not self._forced and (line[:1] == b"#" or line[:3] == b"\xef\xbb\xbf"):
             switched = _software_format(line)
             if switched is not None and switched != self.format_name:
                 self._switch(switched)
