@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from iiswatch import paths
 from iiswatch.errors import ConfigError
@@ -81,6 +81,16 @@ class ElasticsearchSettings(BaseModel):
     credentials: dict[Purpose, Credentials] = {}
     request_timeout: float = 30.0
 
+    @field_validator("url")
+    @classmethod
+    def _url_has_a_scheme(cls, url: str | None) -> str | None:
+        # the client would fail later with a traceback; say it here, with the fix
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"{url!r} has no scheme: write https://{url} (or http:// for a plain node)"
+            )
+        return url
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,9 +135,10 @@ def load_settings(config_path: Path | None = None) -> Settings:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{path}: {where}: {first['msg']}", "see README 'Using an existing cluster'"
-        ) from e
+        env_var = env.get(str(first["loc"][-1])) if first["loc"][:1] == ("elasticsearch",) else None
+        origin = env_var if env_var and os.environ.get(env_var) else f"{path}: {where}"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{origin}: {msg}", "see README 'Using an existing cluster'") from e
 
 
 def _local_node() -> dict[str, Any] | None:
@@ -176,6 +187,17 @@ def connection_for(purpose: Purpose, settings: Settings | None = None) -> Connec
         raise ConfigError(
             "no Elasticsearch configured and no local node found",
             "run `iiswatch es up` (local node) or set IISWATCH_ES_URL",
+        )
+    given = s.credentials.get(purpose) or Credentials(
+        api_key=s.api_key, username=s.username, password=s.password, password_file=s.password_file
+    )
+    if given.present:
+        # credentials given without a URL are for the local node; never silently dropped
+        return Connection(
+            url=node["url"],
+            credentials=given,
+            request_timeout=s.request_timeout,
+            source="local node, configured credentials",
         )
     if purpose is Purpose.ADMIN:
         creds = Credentials(username=node["username"], password_file=Path(node["password_file"]))
