@@ -55,8 +55,10 @@ class LogParser:
         self._tz = tz
         self._parser: FormatParser | None = None
         self.format_name: str | None = None
-        # a format the user forced is kept: a `#Software:` header does not override it
-        self._forced = fmt is not None
+        # a forced format outside the directive family (iis, ncsa) is kept: a W3C
+        # `#Software:` header must not override it (w3c and httperr still switch between
+        # each other at their headers, as one log folder may hold both)
+        self._forced = fmt is not None and fmt not in ("w3c", "httperr")
         if fmt is not None:
             self._switch(fmt)
 
