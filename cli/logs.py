@@ -190,12 +190,3 @@ def _print_summary(s: IngestSummary) -> None:
     out.print(table)
     for reason, n in sorted(s.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:5]:
         out.print(f"  dead letter x{n}: {escape(reason)}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(setup)
-    app.command()(parse)
-    app.command()(ingest)
-    from iiswatch.cli.search import search
-
-    app.command()(search)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typer
 
-from iiswatch.cli.output import err
 from iiswatch.errors import UsageError
 
 # kept here (not imported from iiswatch.elastic.search) so `search --help` loads no client
@@ -60,6 +59,8 @@ def check_flags(
 
 def _warn(message: str, hint: str) -> None:
     from rich.markup import escape
+
+    from iiswatch.cli.output import err
 
     err.print(f"[bold yellow]warning:[/] {escape(message)}")
     err.print(f"[bold]hint:[/] {escape(hint)}")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from iiswatch.alerting.service_config import ServiceSettings
 from iiswatch.alerting.service import enabled
+from iiswatch.alerting.service_config import ServiceSettings
 from iiswatch.errors import RuleError
 from iiswatch.rules.fmt import scaffold
 from iiswatch.rules.loader import load_rules, select
@@ -45,9 +45,10 @@ def test_select_by_a_unique_part_of_the_name_or_an_id_prefix(rules_dir: Path) ->
     loaded = load_rules(rules_dir)
     assert [lr.rule.name for lr in select(loaded, ["scanner"])] == ["Scanner user agent"]
     target = next(lr for lr in loaded if lr.rule.name == "Scanner user agent")
-    assert select(loaded, [target.rule.rule_id[:5]]) == [target] or len(
-        [lr for lr in loaded if lr.rule.rule_id.startswith(target.rule.rule_id[:5])]
-    ) > 1
+    assert (
+        select(loaded, [target.rule.rule_id[:5]]) == [target]
+        or len([lr for lr in loaded if lr.rule.rule_id.startswith(target.rule.rule_id[:5])]) > 1
+    )
     with pytest.raises(RuleError, match="matches 2 rules") as e:
         select(loaded, ["web shell"])
     assert len(e.value.problems) == 2
