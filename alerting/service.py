@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def enabled(rules: list[Rule], settings: ServiceSettings) -> list[Rule]:
     off = {d.lower() for d in settings.disabled}
-    return [r for r in rules if r.rule_id not in off and r.name.lower() not in off]
+    return [r for r in rules if r.enabled and r.rule_id not in off and r.name.lower() not in off]
 
 
 @dataclass

@@ -35,13 +35,14 @@ from pathlib import Path
 
 import orjson
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.collector.tokens import TokenStore
 from iiswatch.ingest.files import fingerprint, iter_lines
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import Source
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
+from iiswatch.ingest.parse import LogParser
 
 DAY = datetime(1988, 3, 1, tzinfo=UTC)
 INDEX = "iis-access-1988.03"

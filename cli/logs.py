@@ -13,18 +13,21 @@ from rich.table import Table
 
 from iiswatch.cli.options import progress_bar
 from iiswatch.cli.output import err, out, print_json, print_json_line
-from iiswatch.cli.render import print_search_result
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import backend_errors, client_for
-from iiswatch.elastic.search import DEFAULT_FIELDS, TimeRange, count, run_search
 from iiswatch.elastic.setup import run_setup
 from iiswatch.errors import EXIT_BACKEND, UsageError
 from iiswatch.ingest.batch import IngestSummary, ingest_files
+from iiswatch.ingest.encoding import check_encoding
 from iiswatch.ingest.files import expand_inputs
-from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats
-from iiswatch.ingest.pipeline import parse_file
+from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats, Source
+from iiswatch.ingest.pipeline import parse_file, parse_stream
 
 FORMAT_HELP = f"Log format: {', '.join(FORMATS)}. Detected from the file when omitted."
+ENCODING_HELP = (
+    "Character encoding of the logs (utf-16, cp1252, ...). Default: UTF-16 is detected "
+    "(byte order mark or NUL pattern), anything else is read as UTF-8."
+)
 TZ_HELP = "IANA time zone of local-time formats (IIS log format); default: this machine's."
 
 
@@ -55,9 +58,12 @@ def setup(json_out: bool = typer.Option(False, "--json", help="Print changes as 
 
 
 def parse(
-    files: list[str] = typer.Argument(..., help="Log files, directories or glob patterns."),
+    files: list[str] = typer.Argument(
+        ..., help="Log files, directories or glob patterns; - reads standard input."
+    ),
     fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
     host_name: str = typer.Option(
         socket.gethostname(), "--host-name", help="host.name for events that do not log one."
     ),
@@ -68,10 +74,24 @@ def parse(
     reason (dead letters), and the exit code is 1 if there were any.
     """
     stats = ParseStats()
-    for path in expand_inputs(files):
-        for source, _offset, result in parse_file(
-            path, host_name=host_name, fmt=_check_format(fmt), tz=tz, stats=stats
-        ):
+    fmt, encoding = _check_format(fmt), check_encoding(encoding)
+    if files.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once", "give - once")
+    for item in files:
+        if item == "-":
+            source = Source(path="-", host_name=host_name, file_id="stdin")
+            results = parse_stream(
+                sys.stdin.buffer, source, fmt=fmt, tz=tz, stats=stats, encoding=encoding
+            )
+        else:
+            results = (
+                r
+                for path in expand_inputs([item])
+                for r in parse_file(
+                    path, host_name=host_name, fmt=fmt, tz=tz, stats=stats, encoding=encoding
+                )
+            )
+        for source, _offset, result in results:
             if isinstance(result, DeadLetter):
                 doc = result.to_doc(source)
                 sys.stderr.buffer.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
@@ -89,6 +109,7 @@ def ingest(
     ),
     fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
     host_name: str = typer.Option(
         socket.gethostname(),
         "--host-name",
@@ -130,6 +151,7 @@ def ingest(
                 host_name=host_name,
                 fmt=_check_format(fmt),
                 tz=tz,
+                encoding=check_encoding(encoding),
                 chunk_size=chunk_size,
                 on_bytes=on_bytes if show else None,
             )
@@ -164,71 +186,3 @@ def _print_summary(s: IngestSummary) -> None:
     out.print(table)
     for reason, n in sorted(s.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:5]:
         out.print(f"  dead letter x{n}: {escape(reason)}")
-
-
-def search(
-    query: str = typer.Argument(
-        "*",
-        help="Lucene query string over ECS fields, e.g. "
-        "'iiswatch.url.query:*whoami* AND http.response.status_code:200'.",
-    ),
-    since: str | None = typer.Option(None, "--since", help="Look back this far: 15m, 2h, 7d."),
-    start: str | None = typer.Option(None, "--from", help="Start time, ISO 8601 (inclusive)."),
-    end: str | None = typer.Option(None, "--to", help="End time, ISO 8601 (exclusive)."),
-    fields: str | None = typer.Option(
-        None,
-        "--fields",
-        help=f"Comma-separated fields to show (default {','.join(DEFAULT_FIELDS)}).",
-    ),
-    top: str | None = typer.Option(None, "--top", help="Show the top values of this field."),
-    histogram: str | None = typer.Option(
-        None, "--histogram", help="Show a time histogram with this bucket size, e.g. 1m, 1h."
-    ),
-    limit: int = typer.Option(20, "--limit", "-n", min=0, help="Number of events to show."),
-    oldest_first: bool = typer.Option(
-        False, "--oldest-first", help="List events oldest first (default: newest first)."
-    ),
-    count_only: bool = typer.Option(False, "--count", help="Print only the exact number of hits."),
-    json_out: bool = typer.Option(False, "--json", help="Print hits as NDJSON (full documents)."),
-    index: str = typer.Option("iis-access-*,iis-error-*", "--index", help="Indices to search."),
-) -> None:
-    """Search the logs: a table of events, top values, a histogram, or a count.
-
-    Examples:\n
-      iiswatch search 'url.extension:aspx AND http.request.method:GET' --top source.ip\n
-      iiswatch search 'iiswatch.url.query:*cmd.exe*' --since 1d --histogram 1h\n
-      iiswatch search 'http.response.status_code:404' --count
-    """
-    es = client_for(Purpose.READER)
-    rng = TimeRange.from_options(since, start, end)
-    if count_only:
-        n = count(es, query, rng, index=index)
-        if json_out:
-            print_json({"count": n})
-        else:
-            out.print(n)
-        return
-    field_list = [f.strip() for f in fields.split(",")] if fields else list(DEFAULT_FIELDS)
-    result = run_search(
-        es,
-        query,
-        rng,
-        index=index,
-        fields=None if json_out else field_list,
-        limit=limit,
-        top=top,
-        histogram=histogram,
-        oldest_first=oldest_first,
-    )
-    if json_out:
-        for hit in result.hits:
-            print_json_line(hit)
-        return
-    print_search_result(result, field_list if limit else None, top=top, histogram=histogram)
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(setup)
-    app.command()(parse)
-    app.command()(ingest)
-    app.command()(search)

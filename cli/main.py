@@ -9,44 +9,27 @@ import sys
 import traceback
 
 import typer
-from rich.markup import escape
 
 from iiswatch import __version__
-from iiswatch.cli import agent as agent_cli
-from iiswatch.cli import alerting as alerting_cli
-from iiswatch.cli import alerts as alerts_cli
-from iiswatch.cli import archive as archive_cli
-from iiswatch.cli import collector as collector_cli
-from iiswatch.cli import crawlers as crawlers_cli
-from iiswatch.cli import es as es_cli
-from iiswatch.cli import logs as logs_cli
-from iiswatch.cli import rules as rules_cli
-from iiswatch.cli.demo import command as demo_cli
-from iiswatch.cli.output import err
+from iiswatch.cli.lazy import LazyGroup
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
 from iiswatch.settings import env
 
+# Sub-apps and commands are listed in cli/lazy.py and imported only when they run, so
+# `--help` answers at once.
 app = typer.Typer(
     name="iiswatch",
+    cls=LazyGroup,
     help=(
         "Detection pipeline for Microsoft IIS logs on Elasticsearch.\n\n"
         "Start here: `iiswatch es up` (a local Elasticsearch), `iiswatch setup`, then "
         "`iiswatch ingest LOGS...` and `iiswatch search 'url.extension:aspx'`."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: rich costs more to import than the whole answer
     pretty_exceptions_enable=False,  # we print our own one-line errors; never locals
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(es_cli.app, name="es")
-app.add_typer(rules_cli.app, name="rules")
-app.add_typer(agent_cli.app, name="agent")
-app.add_typer(collector_cli.app, name="collector")
-app.add_typer(archive_cli.app, name="archive")
-app.add_typer(alerting_cli.app, name="alerting")
-app.add_typer(alerts_cli.app, name="alerts")
-app.add_typer(crawlers_cli.app, name="crawlers")
-logs_cli.register(app)
-app.command()(demo_cli.demo)
 
 
 def _version(value: bool) -> None:
@@ -72,11 +55,15 @@ def main() -> None:
     except IiswatchError as e:
         _report(e, e.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        sys.stderr.write("interrupted\n")
         sys.exit(130)
 
 
 def _report(e: IiswatchError, code: int) -> None:
+    from rich.markup import escape
+
+    from iiswatch.cli.output import err
+
     if env("IISWATCH_DEBUG"):
         traceback.print_exc()
     err.print(f"[bold red]error:[/] {escape(e.message)}")

@@ -12,7 +12,12 @@ from iiswatch.elastic.search import SearchResult
 from iiswatch.fields import get_field
 
 _MIN_WIDTH = {"@timestamp": 24, "source.ip": 15}
-_HEADER = {"http.request.method": "method", "http.response.status_code": "status"}
+_HEADER = {
+    "http.request.method": "method",
+    "http.response.status_code": "status",
+    "iiswatch.url.uri": "uri (decoded)",
+}
+_MAX_WIDTH = {"iiswatch.url.uri": 72}
 
 
 def events_table(hits: list[dict[str, Any]], fields: list[str], title: str) -> Table:
@@ -24,7 +29,7 @@ def events_table(hits: list[dict[str, Any]], fields: list[str], title: str) -> T
             no_wrap=True,
             overflow="ellipsis",
             min_width=_MIN_WIDTH.get(f),
-            max_width=48,
+            max_width=_MAX_WIDTH.get(f, 48),
         )
     for hit in hits:
         # log content is attacker-controlled: never let it be read as rich markup

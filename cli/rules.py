@@ -76,6 +76,7 @@ def list_rules(
                     "severity": lr.rule.severity,
                     "risk_score": lr.rule.risk_score,
                     "status": lr.rule.status,
+                    "enabled": lr.rule.enabled,
                     "interval": format_duration(lr.rule.schedule.interval),
                     "tests": len(lr.rule.tests),
                     "path": lr.display_path,
@@ -92,7 +93,7 @@ def list_rules(
             escape(r.name),
             r.type,
             r.severity,
-            r.status,
+            r.status if r.enabled else f"{r.status} [dim](disabled)[/]",
             format_duration(r.schedule.interval),
             str(len(r.tests)),
             escape(lr.display_path),
@@ -324,10 +325,13 @@ def _print_backtest(result: Any, top: int) -> None:
 
 @app.command()
 def run(
-    start: str = typer.Option(..., "--from", help="Start time, ISO 8601 (inclusive)."),
-    end: str = typer.Option(..., "--to", help="End time, ISO 8601 (exclusive)."),
+    since: str | None = typer.Option(None, "--since", help="Look back this far: 2h, 7d."),
+    start: str | None = typer.Option(None, "--from", help="Start time, ISO 8601 (inclusive)."),
+    end: str | None = typer.Option(None, "--to", help="End time, ISO 8601 (exclusive)."),
     rule: list[str] | None = RULE_REFS,
-    all_rules: bool = typer.Option(False, "--all", help="Run every rule."),
+    all_rules: bool = typer.Option(
+        False, "--all", help="Run every enabled rule (name a disabled one with --rule)."
+    ),
     index: str | None = typer.Option(None, "--index", help="Override the rules' index."),
     rules_dir: Path | None = RULES_DIR,
     json_out: bool = typer.Option(False, "--json", help="One alert per line as JSON."),
@@ -339,10 +343,15 @@ def run(
 
     if not rule and not all_rules:
         raise UsageError("which rules?", "name them with --rule, or use --all")
-    t0, t1 = time_span(None, start, end)
+    t0, t1 = time_span(since, start, end)
     if t1 <= t0:
         raise UsageError("--to must be after --from", "e.g. --from 2026-11-25 --to 2026-11-26")
     loaded = _loaded(rules_dir, None if all_rules else rule)
+    if all_rules:
+        skipped = [lr.rule.name for lr in loaded if not lr.rule.enabled]
+        loaded = [lr for lr in loaded if lr.rule.enabled]
+        if skipped:
+            err.print(f"skipping {len(skipped)} disabled rule(s): {escape(', '.join(skipped))}")
     es = client_for(Purpose.ALERTING)
     total = 0
     table = Table("rule", "severity", "group", "source.ip", "first", "last", "events")

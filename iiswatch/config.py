@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from iiswatch import paths, settings
 from iiswatch.errors import ConfigError
@@ -80,6 +80,16 @@ class ElasticsearchSettings(BaseModel):
     credentials: dict[Purpose, Credentials] = {}
     request_timeout: float = 30.0
 
+    @field_validator("url")
+    @classmethod
+    def _url_has_a_scheme(cls, url: str | None) -> str | None:
+        # the client would fail later with a traceback; say it here, with the fix
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"{url!r} has no scheme: write https://{url} (or http:// for a plain node)"
+            )
+        return url
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,9 +124,15 @@ def load_settings(config_path: Path | None = None) -> Settings:
     file = settings.TomlFile.read(config_path or paths.config_file())
     data = dict(file.data)
     es = dict(data.get("elasticsearch", {}))
-    es.update({key: value for key, var in ENV_OVERRIDES.items() if (value := settings.env(var))})
+    from_env = {key: var for key, var in ENV_OVERRIDES.items() if settings.env(var)}
+    es.update({key: settings.env(var) for key, var in from_env.items()})
     data["elasticsearch"] = es
-    return file.validate(Settings, data, "config", "see README 'Using an existing cluster'")
+    origins: dict[tuple[str, ...], str] = {
+        ("elasticsearch", key): var for key, var in from_env.items()
+    }
+    return file.validate(
+        Settings, data, "config", "see README 'Using an existing cluster'", origins
+    )
 
 
 def _local_node() -> dict[str, Any] | None:
@@ -165,6 +181,17 @@ def connection_for(purpose: Purpose, settings: Settings | None = None) -> Connec
         raise ConfigError(
             "no Elasticsearch configured and no local node found",
             "run `iiswatch es up` (local node) or set IISWATCH_ES_URL",
+        )
+    given = s.credentials.get(purpose) or Credentials(
+        api_key=s.api_key, username=s.username, password=s.password, password_file=s.password_file
+    )
+    if given.present:
+        # credentials given without a URL are for the local node; never silently dropped
+        return Connection(
+            url=node["url"],
+            credentials=given,
+            request_timeout=s.request_timeout,
+            source="local node, configured credentials",
         )
     if purpose is Purpose.ADMIN:
         creds = Credentials(username=node["username"], password_file=Path(node["password_file"]))

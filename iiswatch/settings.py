@@ -125,18 +125,34 @@ class TomlFile:
                 best = (len(path), n)
         return best[1] if best else None
 
-    def validate(self, model: type[M], data: dict[str, Any], what: str, hint: str) -> M:
+    def validate(
+        self,
+        model: type[M],
+        data: dict[str, Any],
+        what: str,
+        hint: str,
+        origins: dict[tuple[str, ...], str] | None = None,
+    ) -> M:
         """`data` (this file's tables, with anything laid over them) as `model`, or a
-        ConfigError listing every problem as `FILE:LINE: a.b.c: message (got value)`."""
+        ConfigError listing every problem as `FILE:LINE: a.b.c: message (got value)`.
+        `origins` names the environment variable a laid-over key came from, so its problem
+        blames the variable rather than the file."""
         try:
             return model.model_validate(data)
         except ValidationError as e:
-            problems = [self.problem(err) for err in e.errors()]
+            problems = [self.problem(err, origins=origins) for err in e.errors()]
+            if len(problems) == 1:
+                raise ConfigError(problems[0], hint) from e
             raise ConfigError(
                 f"{len(problems)} problem(s) in the {what}:\n  " + "\n  ".join(problems), hint
             ) from e
 
-    def problem(self, err: Any, prefix: tuple[str, ...] = ()) -> str:
+    def problem(
+        self,
+        err: Any,
+        prefix: tuple[str, ...] = (),
+        origins: dict[tuple[str, ...], str] | None = None,
+    ) -> str:
         # union members show up in the location as their tag ("request_tracker"); keep them,
         # they tell which kind of destination was being checked
         loc = (*prefix, *err["loc"])
@@ -146,6 +162,9 @@ class TomlFile:
         # never echo what may be a secret: secret fields, and unknown keys (a misspelt `tokn`)
         if SECRET_KEYS & {str(p) for p in loc} or err["type"] in ("extra_forbidden", "missing"):
             shown = ""
+        var = (origins or {}).get(tuple(str(p) for p in loc))
+        if var:
+            return f"{var}: {msg}{shown}"
         line = self.line_of(loc)
         place = f"{self.where}:{line}" if line else self.where
         return f"{place}: {'.'.join(str(p) for p in loc)}: {msg}{shown}"

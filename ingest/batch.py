@@ -48,6 +48,7 @@ def ingest_files(
     host_name: str,
     fmt: str | None = None,
     tz: str | None = None,
+    encoding: str | None = None,
     chunk_size: int = 1000,
     on_bytes: Callable[[int], None] | None = None,
     on_result: Callable[[IndexCounts], None] | None = None,
@@ -61,7 +62,13 @@ def ingest_files(
     def actions() -> Iterator[Action]:
         for path in files:
             for source, offset, out in parse_file(
-                path, host_name=host_name, fmt=fmt, tz=tz, stats=stats, on_bytes=on_bytes
+                path,
+                host_name=host_name,
+                fmt=fmt,
+                tz=tz,
+                stats=stats,
+                on_bytes=on_bytes,
+                encoding=encoding,
             ):
                 yield to_action(source, offset, out, now_iso())
 

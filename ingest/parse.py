@@ -55,6 +55,10 @@ class LogParser:
         self._tz = tz
         self._parser: FormatParser | None = None
         self.format_name: str | None = None
+        # a forced format outside the directive family (iis, ncsa) is kept: a W3C
+        # `#Software:` header must not override it (w3c and httperr still switch between
+        # each other at their headers, as one log folder may hold both)
+        self._forced = fmt is not None and fmt not in ("w3c", "httperr")
         if fmt is not None:
             self._switch(fmt)
 
@@ -69,7 +73,7 @@ class LogParser:
             if not line.strip(b" \t\r\n\x00"):
                 return None
             self._switch(detect_format(line) or "w3c")
-        elif line[:1] == b"#" or line[:3] == b"\xef\xbb\xbf":
+        elif not self._forced and (line[:1] == b"#" or line[:3] == b"\xef\xbb\xbf"):
             switched = _software_format(line)
             if switched is not None and switched != self.format_name:
                 self._switch(switched)

@@ -11,9 +11,10 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from iiswatch.elastic.indices import index_for
+from iiswatch.ingest.encoding import decoded
 from iiswatch.ingest.files import file_identity, iter_lines, open_log
 from iiswatch.ingest.model import DeadLetter, Event, ParseStats, Source
 from iiswatch.ingest.parse import LogParser
@@ -38,13 +39,32 @@ def parse_file(
     tz: str | None = None,
     stats: ParseStats | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    encoding: str | None = None,
 ) -> Iterator[tuple[Source, int, Event | DeadLetter]]:
     """Parse one file: yields (source, offset, event or dead letter); header lines yield
-    nothing. `on_bytes` is told how many bytes each line consumed (for progress bars)."""
+    nothing. `on_bytes` is told how many bytes each line consumed (for progress bars).
+    `encoding` None detects UTF-16 (see encoding.py) and reads anything else as bytes."""
     source = source_for(path, host_name)
+    with open_log(path) as fh:
+        yield from parse_stream(
+            fh, source, fmt=fmt, tz=tz, stats=stats, on_bytes=on_bytes, encoding=encoding
+        )
+
+
+def parse_stream(
+    raw: BinaryIO,
+    source: Source,
+    *,
+    fmt: str | None = None,
+    tz: str | None = None,
+    stats: ParseStats | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    encoding: str | None = None,
+) -> Iterator[tuple[Source, int, Event | DeadLetter]]:
+    """`parse_file` for an open binary stream (a file, or standard input for `parse -`)."""
     parser = LogParser(source, fmt, tz=tz)
     stats = stats if stats is not None else ParseStats()
-    with open_log(path) as fh:
+    with decoded(raw, encoding) as fh:
         for line, offset in iter_lines(fh):
             stats.lines += 1
             if on_bytes is not None:

@@ -419,19 +419,29 @@ def load_rules(root: Path | None = None) -> list[LoadedRule]:
 
 
 def select(loaded: list[LoadedRule], refs: Sequence[str]) -> list[LoadedRule]:
-    """The rules named by id, id prefix (8+ characters) or name (case-insensitive)."""
+    """The rules named by id, id prefix, name (case-insensitive), or a part of a name.
+
+    An exact id or name wins; otherwise the reference must pick out exactly one rule by id
+    prefix or name substring, and an ambiguous one is an error listing the candidates.
+    """
     if not refs:
         return list(loaded)
     chosen: list[LoadedRule] = []
     for ref in refs:
         want = ref.strip().lower()
-        found = [
-            lr
-            for lr in loaded
-            if lr.rule.rule_id == want
-            or lr.rule.name.lower() == want
-            or (len(want) >= 8 and lr.rule.rule_id.startswith(want))
-        ]
+        found = [lr for lr in loaded if want in (lr.rule.rule_id, lr.rule.name.lower())]
+        if not found and want:
+            found = [
+                lr
+                for lr in loaded
+                if lr.rule.rule_id.startswith(want) or want in lr.rule.name.lower()
+            ]
+            if len(found) > 1:
+                raise RuleError(
+                    f"{ref!r} matches {len(found)} rules",
+                    [f"{lr.rule.rule_id[:8]}  {lr.rule.name}" for lr in found],
+                    hint="give more of the id or the name",
+                )
         if not found:
             raise RuleError(
                 f"no rule {ref!r}", [], hint="`iiswatch rules list` shows ids and names"

@@ -271,6 +271,8 @@ class Rule(_Model):
     status: Status
     severity: Severity
     risk_score: RiskScore
+    # `enabled: false` keeps a rule in the pack (tested, listed) without the service running it
+    enabled: bool = True
     tags: list[NonEmptyStr] = []
     mitre: list[Mitre] = []
     references: list[NonEmptyStr] = []

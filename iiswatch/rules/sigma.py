@@ -458,7 +458,50 @@ def _str(dumper: yaml.SafeDumper, value: str) -> Any:
 _Dumper.add_representer(str, _str)
 
 
-def rule_text(rule: Any, query: str, source: Path) -> str:
+# `selection | count() by c-ip > 50` (threshold) or `... | count(cs-uri-stem) by c-ip > 20`
+# (cardinality): Sigma's aggregation in a condition, deprecated upstream in favour of
+# correlation rules but common in web-server rules
+_AGGREGATION = re.compile(
+    r"^(?P<cond>.+?)\s*\|\s*count\(\s*(?P<field>[^\s)]*)\s*\)"
+    r"(?:\s+by\s+(?P<by>[^\s>]+))?\s*(?P<op>>=|>)\s*(?P<n>\d+)\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A Sigma `count()` aggregation as our rule types see it."""
+
+    count_field: str | None  # count(field): distinct values (cardinality); None: events
+    group_by: str | None
+    value: int  # "> 50" is "at least 51"
+
+    def sections(self) -> dict[str, Any]:
+        group = [self.group_by] if self.group_by else []
+        if self.count_field:
+            return {
+                "type": "cardinality",
+                "group_by": group,
+                "cardinality": {"field": self.count_field, "value": self.value},
+            }
+        return {"type": "threshold", "group_by": group, "threshold": {"value": self.value}}
+
+
+def split_aggregation(condition: str) -> tuple[str, Aggregation | None] | None:
+    """(the condition without its aggregation, the aggregation); the condition unchanged
+    and None when it has none; None when it has one we cannot convert."""
+    if "|" not in condition:
+        return condition, None
+    m = _AGGREGATION.match(condition.strip())
+    if not m:
+        return None
+    n = int(m.group("n")) + (1 if m.group("op") == ">" else 0)
+    field, by = m.group("field") or None, m.group("by")
+    mapped = [W3C_TO_ECS.get(f, f) if f else None for f in (field, by)]
+    return m.group("cond"), Aggregation(mapped[0], mapped[1], n)
+
+
+def rule_text(rule: Any, query: str, source: Path, aggregation: Aggregation | None = None) -> str:
     """The rule file for a converted Sigma rule: schema key order, a test stub to fill in."""
     level = str(getattr(rule.level, "name", rule.level or "medium")).lower()
     severity, risk = LEVELS.get(level, ("medium", 47))
@@ -487,6 +530,18 @@ def rule_text(rule: Any, query: str, source: Path) -> str:
         "suppression": {"group_by": ["source.ip"], "duration": "1h"},
         "tests": [],
     }
+    if aggregation is not None:
+        extra = aggregation.sections()
+        doc["type"] = extra.pop("type")
+        doc["group_by"] = extra.pop("group_by")
+        # the new sections follow group_by, as in the pack's files
+        order = list(doc)
+        at = order.index("group_by") + 1
+        doc = {k: doc[k] for k in order[:at]} | extra | {k: doc[k] for k in order[at:]}
+        doc["suppression"] = {"group_by": list(doc["group_by"]) or ["source.ip"], "duration": "1h"}
+        if not doc["group_by"]:
+            del doc["group_by"]
+            doc["suppression"] = {"duration": "1h"}
     body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
     return body + (
         "# Add log lines it must catch and must leave alone, then `iiswatch rules test`:\n"
@@ -547,6 +602,31 @@ def convert_file(path: Path, backend: Any = None) -> list[Converted | Rejected]:
         if reasons:
             out.append(Rejected(path, title, tuple(reasons)))
             continue
+        aggregation = None
+        conditions: list[str] = []
+        for cond in rule.detection.condition:
+            split = split_aggregation(cond)
+            if split is None:
+                conditions = []
+                break
+            conditions.append(split[0])
+            aggregation = aggregation or split[1]
+        if not conditions:
+            out.append(
+                Rejected(
+                    path,
+                    title,
+                    (
+                        "an aggregation other than `| count([field]) [by field] > N`: "
+                        "write it as a threshold or cardinality rule",
+                    ),
+                )
+            )
+            continue
+        if aggregation is not None:
+            rule.detection.condition = conditions
+            # pySigma parses the conditions once, at load: parse the stripped ones again
+            rule.detection.__post_init__()
         notes = _notes(rule)  # before conversion: the pipeline renames fields in place
         be = backend or LuceneBackend(processing_pipeline=w3c_ecs_pipeline(), collect_errors=True)
         try:
@@ -559,7 +639,7 @@ def convert_file(path: Path, backend: Any = None) -> list[Converted | Rejected]:
             out.append(Rejected(path, title, errs))
             continue
         query = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
-        text = rule_text(rule, str(query), path)
+        text = rule_text(rule, str(query), path, aggregation)
         rid = yaml.safe_load(text)["id"]
         out.append(Converted(path, title, rid, text, tuple(notes)))
     return out

@@ -42,6 +42,7 @@ class CaseResult:
     alerts: list[Alert]
     events: int
     error: str | None = None  # the test could not run (a line did not parse, ...)
+    why: str | None = None  # for a missed match: the clause that did not match, and the values
 
     @property
     def matched(self) -> bool:
@@ -55,7 +56,11 @@ class CaseResult:
         if self.error:
             return self.error
         what = f"{len(self.alerts)} alert(s) from {self.events} event(s)"
-        return what if self.passed else f"expected match: {self.expected}, got {what}"
+        if self.passed:
+            return what
+        return f"expected match: {self.expected}, got {what}" + (
+            f": {self.why}" if self.why else ""
+        )
 
 
 def parse_test_log(text: str, label: str) -> tuple[list[Event], list[str]]:
@@ -115,9 +120,19 @@ def run_case(es: Elasticsearch, lr: LoadedRule, i: int, case: RuleTest, index: s
     label = f"{lr.display_path}#tests[{i}]"
     rule = lr.rule
 
-    def result(alerts: list[Alert], events: int, error: str | None = None) -> CaseResult:
+    def result(
+        alerts: list[Alert], events: int, error: str | None = None, why: str | None = None
+    ) -> CaseResult:
         return CaseResult(
-            rule.rule_id, rule.name, lr.display_path, case.name, case.match, alerts, events, error
+            rule.rule_id,
+            rule.name,
+            lr.display_path,
+            case.name,
+            case.match,
+            alerts,
+            events,
+            error,
+            why,
         )
 
     events, problems = parse_test_log(case.log, label)
@@ -130,12 +145,18 @@ def run_case(es: Elasticsearch, lr: LoadedRule, i: int, case: RuleTest, index: s
         _index_events(es, index, events, label)
         start, end = case_window(rule, events)
         alerts = evaluate(es, rule, start, end, index=index, state=MemoryState())
+        why = None
+        if case.match and not alerts:
+            from iiswatch.rules.explain import explain_miss
+
+            with backend_errors(es):
+                why = explain_miss(es, rule, index, start, end, events)
     except BulkIndexError as e:
         reason = e.errors[0] if e.errors else e
         return result([], len(events), f"Elasticsearch rejected a test event: {reason}")
     finally:
         _delete_events(es, index, ids)
-    return result(alerts, len(events))
+    return result(alerts, len(events), why=why)
 
 
 def run_rule_tests(

@@ -10,11 +10,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from iiswatch.cli.demo.bench_lines import generate_w3c_lines
+from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.ingest.collector.tokens import TokenStore
 from iiswatch.ingest.files import fingerprint, iter_lines
-from iiswatch.ingest.logparser import LogParser
 from iiswatch.ingest.model import Source
-from iiswatch.samples import W3C_DEFAULT_FIELDS, generate_w3c_lines, w3c_header
+from iiswatch.ingest.parse import LogParser
 from tests.integration.collector_proc import CollectorProcess, chunk
 
 PATH = r"C:\inetpub\logs\LogFiles\W3SVC1\u_ex{}.log"

@@ -105,9 +105,9 @@ def test_every_problem_is_reported_with_line_and_column(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_keys_are_errors(tmp_path: Path) -> None:
-    _, problems = parse_rule(GOOD + "enabled: true\n", tmp_path / "r.yaml")
+    _, problems = parse_rule(GOOD + "enabeld: true\n", tmp_path / "r.yaml")
     (p,) = problems
-    assert (p.field, p.message) == ("enabled", "unknown key")
+    assert (p.field, p.message) == ("enabeld", "unknown key")
     assert p.line == GOOD.count("\n") + 1
 
 

@@ -129,7 +129,9 @@ def test_exception_networks_are_normalised_and_expire_after_their_day() -> None:
 
 
 def test_an_exception_needs_something_to_match() -> None:
-    with pytest.raises(ValidationError, match="needs a non-empty `values`, `cidrs` or `wildcards`"):
+    with pytest.raises(
+        ValidationError, match="needs a non-empty `values`, `cidrs`, `wildcards` or `networks`"
+    ):
         Rule.model_validate(
             rule_data(exceptions=[{"field": "source.ip", "owner": "soc", "reason": "x"}])
         )
