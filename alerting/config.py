@@ -135,6 +135,7 @@ class RequestTrackerDestination(_Model):
     comment_when_open: bool = True  # the group fires again while its ticket is open
     subject: TemplateName | None = None  # default: the rule's alert.title
     body: TemplateName | None = None  # default: the rule's alert.body
+    evidence_lines: int | None = Field(default=None, ge=0, le=200)  # default: evidence_lines
     timeout: Duration = timedelta(seconds=15)
     ca_certs: Path | None = None
 
@@ -169,6 +170,7 @@ class WebhookDestination(_Model):
     auth: Annotated[BasicAuth | BearerAuth, Field(discriminator="type")] | None = None
     vars: dict[str, str] = {}  # handed to the template as `vars` (Jira project key, ...)
     ticket_field: str | None = None  # dotted path of the ticket id in the response JSON
+    evidence_lines: int | None = Field(default=None, ge=0, le=200)  # default: evidence_lines
     timeout: Duration = timedelta(seconds=15)
     ca_certs: Path | None = None
 

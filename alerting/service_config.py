@@ -21,6 +21,14 @@ rules, catches up after downtime, shares the work between replicas and watches i
     known_for = "7d"         # hosts that sent anything within this are expected to
     every = "1m"
     destinations = []        # default: error_destinations
+
+    [service.incidents]      # one ticket per attacker (risk-based alerting)
+    enabled = true
+    entity = "source.ip"     # what a rule alert's risk_score is credited to
+    window = "24h"           # risk adds up over this
+    threshold = 100          # an incident opens at this risk (or at once for a rule with
+                             # `opens_incident: always`)
+    destinations = []        # default: default_destinations
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from iiswatch.alerting.config import AlertingConfig, Duration, parse_config, read_config_file
+from iiswatch.alerting.risk import IncidentPolicy
 from iiswatch.errors import ConfigError
 
 
@@ -54,6 +63,22 @@ class DeadmanSettings(_Model):
         return self
 
 
+class IncidentSettings(_Model):
+    """`[service.incidents]`: risk-based alerting (iiswatch.alerting.risk). Off: every
+    rule alert is delivered on its own, as before."""
+
+    enabled: bool = True
+    entity: str = Field(
+        default="source.ip", pattern=r"^@?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+    )
+    window: Duration = timedelta(hours=24)
+    threshold: int = Field(default=100, ge=1)
+    destinations: list[str] | None = None  # None: the service's default_destinations
+
+    def policy(self) -> IncidentPolicy:
+        return IncidentPolicy(self.entity, self.window, self.threshold)
+
+
 class ServiceSettings(_Model):
     settle: Duration = timedelta(seconds=2)
     catch_up: Duration = timedelta(hours=1)
@@ -66,6 +91,7 @@ class ServiceSettings(_Model):
     default_destinations: list[str] = []
     error_destinations: list[str] = []
     deadman: DeadmanSettings = DeadmanSettings()
+    incidents: IncidentSettings = IncidentSettings()
     # resolve a group's tickets once it has not fired for this long (off when unset)
     auto_resolve_after: Duration | None = None
 
@@ -100,7 +126,8 @@ def parse_service(text: str, where: str = "<config>") -> tuple[AlertingConfig, S
         ) from e
     config = parse_config(text, where)  # it leaves `[service]` to us
     named = service.error_destinations + service.default_destinations
-    for name in named + (service.deadman.destinations or []):
+    extra = (service.deadman.destinations or []) + (service.incidents.destinations or [])
+    for name in named + extra:
         config.destination(name)  # a ConfigError naming what is known
     return config, service
 

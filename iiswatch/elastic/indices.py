@@ -19,7 +19,13 @@ DEFAULT_SEARCH = f"{ACCESS_PREFIX}*,{ERROR_PREFIX}*"
 
 WRITE_PATTERNS = (f"{ACCESS_PREFIX}*", f"{ERROR_PREFIX}*", "iiswatch-deadletter*")
 READ_PATTERNS = ("iis-*", "iiswatch-deadletter*")
-STATE_PATTERNS = ("iiswatch-state*", "iiswatch-alerts*", "iiswatch-ruletest*")
+STATE_PATTERNS = (
+    "iiswatch-state*",
+    "iiswatch-alerts*",
+    "iiswatch-ruletest*",
+    "iiswatch-incidents*",
+    "iiswatch-silences*",
+)
 
 
 def index_for(doc: dict[str, object]) -> str:

@@ -30,6 +30,7 @@ INDEX_TEMPLATES = {
     "iiswatch-deadletter": "template-deadletter.json",
     "iiswatch-alerting-state": "template-alerting-state.json",
     "iiswatch-alerts": "template-alerts.json",
+    "iiswatch-incidents": "template-incidents.json",
 }
 
 # Roles: what each purpose may do, and nothing more. The writer can create documents (and

@@ -152,6 +152,10 @@ class Workspace:
             "",
             "[service.deadman]",
             *(f"{k} = {json.dumps(v)}" for k, v in deadman.items()),
+            "",
+            # these tests follow single alerts to their tickets (test_incidents.py: incidents)
+            "[service.incidents]",
+            "enabled = false",
         ]
         self.config.write_text("\n".join(lines) + "\n")
 
