@@ -274,6 +274,7 @@ class IncidentDeliverer:
                     name,
                     {
                         "opened": True,
+                        "opened_at": iso(datetime.now(UTC)),
                         "ticket_id": result.ticket_id,
                         "url": result.url,
                         "action": result.action,

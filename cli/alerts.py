@@ -175,6 +175,11 @@ def show(
     for t in d.get("tickets") or []:
         if t.get("url"):
             out.print(f"{escape(str(t['destination']))}: {escape(t['url'])}")
+    if (d.get("routed") or {}).get("to") == "incident":
+        from iiswatch.alerting.incidents import IncidentStore
+
+        for inc in IncidentStore(client_for(Purpose.ALERTING)).with_finding(rec.alert_id):
+            out.print(f"incident: {inc.incident_id} ({inc.state}; `iiswatch incidents show`)")
     description = _rule_description(str(rule.get("id", "")))
     if description:
         out.print(f"[bold]rule:[/] {escape(description)}")
