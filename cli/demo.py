@@ -268,12 +268,19 @@ def _detect_and_deliver(rng: TimeRange) -> list[str]:
     sink = IncidentSink(es, config, settings, owner="iiswatch-demo")
     rules = [lr.rule for lr in load_rules()]
     assert rng.start is not None and rng.end is not None
-    alerts = []
-    for rule in rules:
-        found = backtest(es, rule, rng.start, rng.end, index="iis-access-*").alerts
-        sink(found, ["servicedesk"], rule)
-        alerts.extend(found)
-    sink.deliver()
+    found = [
+        (alert, rule)
+        for rule in rules
+        for alert in backtest(es, rule, rng.start, rng.end, index="iis-access-*").alerts
+    ]
+    # in the order the day happened, delivering after each, as the running service would:
+    # the incident's ticket opens with the finding that makes it, later ones are comments
+    found.sort(key=lambda ar: ar[0].last_event)
+    for alert, rule in found:
+        sink([alert], ["servicedesk"], rule)
+        sink.deliver()
+    alerts = [alert for alert, _rule in found]
+    es.indices.refresh(index=sink.store.index)
     tickets: list[str] = []
     lines = []
     seen: set[str] = set()

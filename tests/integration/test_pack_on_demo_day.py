@@ -94,3 +94,32 @@ def test_the_pack_alerts_on_the_attacker_and_on_no_benign_client(
     clients = {ip for a in alerts for ip in a["source"]["ip"]}
     assert clients == {manifest.attacker_ip}
     assert {a["rule"]["name"] for a in alerts} >= WEB_SHELL_RULES
+
+    # ... and its alerts add up to exactly one incident: the attacker's, one ticket
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iiswatch.cli.main",
+            "rules",
+            "run",
+            "--all",
+            "--json",
+            "--incidents",
+            "--from",
+            start.isoformat(),
+            "--to",
+            end.isoformat(),
+            "--index",
+            index,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [incident] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert incident["source"]["ip"] == [manifest.attacker_ip]
+    assert set(incident["rule_names"]) >= WEB_SHELL_RULES
+    assert incident["severity"] == "critical"
+    assert incident["first_event"] <= incident["last_event"]
