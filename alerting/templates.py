@@ -280,6 +280,9 @@ class Templates:
         )
 
     def _discover(self, alert: Mapping[str, Any]) -> str | None:
+        incident = alert.get("incident")
+        if isinstance(incident, Mapping):  # the entity's events, not the message's group
+            return incident.get("discover_url")
         return discover_url(self.kibana_url, alert, self.data_view)
 
     def context(self, alert: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
