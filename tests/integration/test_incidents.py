@@ -8,8 +8,11 @@ silences index are shared: ids and addresses are unique to the test)."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import subprocess
+import sys
 import threading
 import urllib.parse
 import uuid
@@ -289,6 +292,37 @@ def test_a_late_events_ticket_leads_to_them_by_their_own_time(
     admin_es.indices.refresh(index="iis-access-*")
     found = reader_es.search(index="iis-access-*", query=build_query(query, rng), size=10)
     assert found["hits"]["total"]["value"] == 3
+
+    # `rules run --incidents` over the events' own time finds the same incident
+    rule_file = tmp_path / "rules" / "late.yaml"
+    rule_file.parent.mkdir()
+    rule_file.write_text(
+        f"""id: {uuid.uuid4()}
+name: Test late web shell (file)
+description: test
+author: tests
+status: test
+severity: critical
+risk_score: 95
+opens_incident: always
+type: match
+lucene: 'host.name:late-host AND source.ip:"{bench.ip}"'
+group_by: [source.ip]
+"""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "iiswatch.cli.main", "rules", "run", "--all", "--incidents",
+         "--json", "--rules-dir", str(rule_file.parent),
+         "--from", (t - timedelta(minutes=1)).isoformat(),
+         "--to", (t + timedelta(minutes=1)).isoformat()],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [offline] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert offline["source"]["ip"] == [bench.ip]
+    assert offline["rule_names"] == ["Test late web shell (file)"]
+    assert offline["severity"] == "critical" and offline["risk_score"] == 95
+    assert offline["first_event"].startswith(t.strftime("%Y-%m-%dT%H:%M:%S"))
 
     url = re.search(r"https://kibana\S+", body)
     assert url is not None
