@@ -52,6 +52,13 @@ def _takeover(
     ws.ingest(attacker)  # cmd=whoami: the web-shell rule opens the incident at once
     ws.ingest(bystander, query="noise=1")  # one 70-risk rule alone: no ticket
     ws.wait_tickets(lambda t: iid in {x["alert_id"] for x in t}, timeout=60)
+    # kill the leader once it recorded the ticket (killed between the command and the
+    # record, the next leader would hand the ticket over again: the same id, which RT, or
+    # this ticket script, turns into the same ticket - but one more call)
+    deadline = time.monotonic() + 60
+    while not _recorded(ws, iid):
+        assert time.monotonic() < deadline, "the ticket was never recorded"
+        time.sleep(0.2)
     leader = next(p for p in (a, b) if "holding the lease" in ws.log(p))
     leader.send_signal(signal.SIGKILL)
     leader.wait(10)
@@ -67,3 +74,9 @@ def _takeover(
     assert all(n == 1 for k, n in ws.calls().items() if k.startswith(iid))
     assert [t for t in ws.delivered() if not t["alert_id"].startswith(iid)] == []
     assert noise not in {r["id"] for t in mine for r in t["incident"]["rules"]}
+
+
+def _recorded(ws: Workspace, iid: str) -> bool:  # noqa: F811
+    doc = ws.es.get(index="iiswatch-incidents", id=iid)["_source"]
+    state = (doc["delivery"].get("states") or {}).get("tickets") or {}
+    return bool(state.get("opened")) and not doc["delivery"].get("claim")
