@@ -165,17 +165,25 @@ class IncidentStore:
         return doc
 
     def _write(self, cur: Incident | None, iid: str, doc: dict[str, Any]) -> Incident:
+        """Create, or replace the version `cur` was read at; ConflictError (raised outside
+        `backend_errors`, which would turn it into BackendUnavailable) when it moved on."""
+        conflict: ConflictError | None = None
         with backend_errors(self.es):
-            if cur is None:
-                r = self.es.create(index=self.index, id=iid, document=doc)
-            else:
-                r = self.es.index(
-                    index=self.index,
-                    id=iid,
-                    document=doc,
-                    if_seq_no=cur.seq_no,
-                    if_primary_term=cur.primary_term,
-                )
+            try:
+                if cur is None:
+                    r = self.es.create(index=self.index, id=iid, document=doc)
+                else:
+                    r = self.es.index(
+                        index=self.index,
+                        id=iid,
+                        document=doc,
+                        if_seq_no=cur.seq_no,
+                        if_primary_term=cur.primary_term,
+                    )
+            except ConflictError as e:
+                conflict = e
+        if conflict is not None:
+            raise conflict
         return Incident(doc, int(r["_seq_no"]), int(r["_primary_term"]))
 
     def update(self, cur: Incident, doc: dict[str, Any]) -> Incident:
