@@ -123,6 +123,7 @@ class RequestTrackerDestination(_Model):
     comment_when_open: bool = True  # the group fires again while its ticket is open
     subject: TemplateName | None = None  # default: the rule's alert.title
     body: TemplateName | None = None  # default: the rule's alert.body
+    evidence_lines: int | None = Field(default=None, ge=0, le=200)  # default: evidence_lines
     timeout: Duration = timedelta(seconds=15)
     ca_certs: Path | None = None
 
@@ -157,6 +158,7 @@ class WebhookDestination(_Model):
     auth: Annotated[BasicAuth | BearerAuth, Field(discriminator="type")] | None = None
     vars: dict[str, str] = {}  # handed to the template as `vars` (Jira project key, ...)
     ticket_field: str | None = None  # dotted path of the ticket id in the response JSON
+    evidence_lines: int | None = Field(default=None, ge=0, le=200)  # default: evidence_lines
     timeout: Duration = timedelta(seconds=15)
     ca_certs: Path | None = None
 
@@ -235,6 +237,7 @@ def _validated(file: settings.TomlFile) -> AlertingConfig:
     )
     service = config.service
     named = service.error_destinations + service.default_destinations
-    for name in named + (service.deadman.destinations or []):
+    extra = (service.deadman.destinations or []) + (service.incidents.destinations or [])
+    for name in named + extra:
         config.destination(name)  # a ConfigError naming what is known
     return config

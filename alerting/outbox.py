@@ -112,8 +112,11 @@ class Outbox:
         destinations: Sequence[str],
         rule: Rule | None = None,
         now: datetime | None = None,
+        routed: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Store a new alert for delivery; False (and nothing written) if its id is known."""
+        """Store a new alert for delivery; False (and nothing written) if its id is known.
+        `routed`: the alert is kept for the record but delivered otherwise (it went to an
+        incident, `{"to": "incident"}`, or a silence held it, `{"to": "silence", ...}`)."""
         now = now or datetime.now(UTC)
         doc = alert_document(alert, rule)
         if not doc.get("alert_id"):
@@ -132,6 +135,8 @@ class Outbox:
             "states": {},
             "tickets": [],
         }
+        if routed is not None:
+            doc["delivery"].update(status="delivered", delivered_at=iso(now), routed=dict(routed))
         with backend_errors(self.es):
             try:
                 self.es.create(index=self.index, id=str(doc["alert_id"]), document=doc)
@@ -303,14 +308,50 @@ class Outbox:
                 return None
         return Record(dict(r["_source"]), int(r["_seq_no"]), int(r["_primary_term"]))
 
-    def list(self, status: str | None = None, *, limit: int = 100) -> list[Record]:
-        """Alerts, newest first, optionally with one status."""
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        limit: int = 100,
+        rule: str | None = None,
+        severity: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Record]:
+        """Alerts, newest first, optionally with one status, rule (name or id prefix),
+        severity, or raised since a time."""
         if status is not None and status not in STATUSES:
             raise UsageError(f"unknown status {status!r}", f"use one of: {', '.join(STATUSES)}")
-        query: dict[str, Any] = (
-            {"term": {"delivery.status": status}} if status else {"match_all": {}}
-        )
+        filters: builtins.list[dict[str, Any]] = []
+        if status:
+            filters.append({"term": {"delivery.status": status}})
+        if rule:
+            filters.append(
+                {
+                    "bool": {
+                        "should": [{"term": {"rule.name": rule}}, {"prefix": {"rule.id": rule}}],
+                        "minimum_should_match": 1,
+                    }
+                }
+            )
+        if severity:
+            filters.append({"term": {"severity": severity}})
+        if since:
+            filters.append({"range": {"delivery.created": {"gte": iso(since)}}})
+        query: dict[str, Any] = {"bool": {"filter": filters}} if filters else {"match_all": {}}
         return self._search(query, limit, [{"delivery.created": "desc"}])
+
+    def find(self, prefix: str) -> Record:
+        """The alert whose id is `prefix` or starts with it (unique)."""
+        rec = self.get(prefix) if prefix else None
+        if rec is not None:
+            return rec
+        found = self._search({"prefix": {"alert_id": prefix}}, 3, [{"delivery.created": "desc"}])
+        if len(found) != 1:
+            raise UsageError(
+                f"{'no' if not found else 'more than one'} alert {prefix!r}",
+                "`iiswatch alerts list` shows the ids (a unique prefix is enough)",
+            )
+        return found[0]
 
     def due(self, now: datetime, *, limit: int = 50) -> builtins.list[Record]:
         """Alerts a delivery pass should claim: due `new` ones and abandoned claims."""

@@ -29,10 +29,10 @@ from elasticsearch import Elasticsearch
 from iiswatch.alerting.autoresolve import auto_resolve
 from iiswatch.alerting.config import AlertingConfig
 from iiswatch.alerting.deadman import SelfMonitor
+from iiswatch.alerting.incident_sink import make_sink
 from iiswatch.alerting.lease import Lease
 from iiswatch.alerting.runner import RuleRunner, RunResult
 from iiswatch.alerting.service_config import ServiceSettings
-from iiswatch.alerting.sink import OutboxSink
 from iiswatch.alerting.windows import next_run
 from iiswatch.rules.loader import Problem, rule_files, scan_rules
 from iiswatch.rules.model import Rule
@@ -91,7 +91,7 @@ class AlertingService:
         self.settings = settings
         self.rules_dir = rules_dir
         self.lease = Lease(es, settings.lease_name, ttl=settings.lease_ttl, holder=holder)
-        self.sink = OutboxSink(es, config, owner=self.lease.holder)
+        self.sink = make_sink(es, config, settings, owner=self.lease.holder)
         self.monitor = SelfMonitor(es, settings, self.sink)
         self.runner = RuleRunner(es, settings, self.sink, self_alerts=self.monitor)
         self.ruleset = RuleSet({}, {})

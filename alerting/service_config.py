@@ -22,6 +22,14 @@ replicas and watches itself.
     known_for = "7d"         # hosts that sent anything within this are expected to
     every = "1m"
     destinations = []        # default: error_destinations
+
+    [service.incidents]      # one ticket per attacker (risk-based alerting)
+    enabled = true
+    entity = "source.ip"     # what a rule alert's risk_score is credited to
+    window = "24h"           # risk adds up over this
+    threshold = 100          # an incident opens at this risk (or at once for a rule with
+                             # `opens_incident: always`)
+    destinations = []        # default: default_destinations
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from iiswatch.alerting.risk import IncidentPolicy
 from iiswatch.settings import Duration
 
 
@@ -52,6 +61,22 @@ class DeadmanSettings(_Model):
         return self
 
 
+class IncidentSettings(_Model):
+    """`[service.incidents]`: risk-based alerting (iiswatch.alerting.risk). Off: every
+    rule alert is delivered on its own, as before."""
+
+    enabled: bool = True
+    entity: str = Field(
+        default="source.ip", pattern=r"^@?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+    )
+    window: Duration = timedelta(hours=24)
+    threshold: int = Field(default=100, ge=1)
+    destinations: list[str] | None = None  # None: the service's default_destinations
+
+    def policy(self) -> IncidentPolicy:
+        return IncidentPolicy(self.entity, self.window, self.threshold)
+
+
 class ServiceSettings(_Model):
     settle: Duration = timedelta(seconds=2)
     catch_up: Duration = timedelta(hours=1)
@@ -64,6 +89,7 @@ class ServiceSettings(_Model):
     default_destinations: list[str] = []
     error_destinations: list[str] = []
     deadman: DeadmanSettings = DeadmanSettings()
+    incidents: IncidentSettings = IncidentSettings()
     # resolve a group's tickets once it has not fired for this long (off when unset)
     auto_resolve_after: Duration | None = None
 

@@ -37,7 +37,14 @@ from iiswatch.fields import get_field
 from iiswatch.rules.alert import group_key
 from iiswatch.times import iso, time_or_none
 
-SHIPPED_TEXT = ("default-title", "default-body")
+SHIPPED_TEXT = (
+    "default-title",
+    "default-body",
+    "incident-title",
+    "incident-body",
+    "incident-comment-title",
+    "incident-comment",
+)
 SHIPPED_JSON = (
     "jira-v2.json",
     "jira-v3.json",
@@ -185,20 +192,21 @@ def group_query(group: Mapping[str, Any]) -> str:
 def discover_url(
     kibana_url: str | None, alert: Mapping[str, Any], data_view: str | None = None
 ) -> str | None:
-    """A Kibana Discover link showing the alert's events: its time range (window and
-    events, one minute either side), the rule's query and the alert's group."""
+    """A Kibana Discover link showing the alert's events: their @timestamp range (one
+    minute either side), the rule's query and the alert's group."""
     if not kibana_url:
         return None
     rule = alert.get("rule") or {}
     window = alert.get("window") or {}
+    # the events' own @timestamp range: the window is on ingest time, and a late line or a
+    # back-filled file has events far from it
     times = [
         t
-        for t in (
-            time_or_none(window.get("start")),
-            time_or_none(window.get("end")),
-            time_or_none(alert.get("first_event")),
-            time_or_none(alert.get("last_event")),
-        )
+        for t in (time_or_none(alert.get("first_event")), time_or_none(alert.get("last_event")))
+        if t is not None
+    ] or [
+        t
+        for t in (time_or_none(window.get("start")), time_or_none(window.get("end")))
         if t is not None
     ]
     margin = timedelta(minutes=1)
@@ -301,13 +309,20 @@ class Templates:
         )
 
     def _discover(self, alert: Mapping[str, Any]) -> str | None:
+        incident = alert.get("incident")
+        if isinstance(incident, Mapping):  # the entity's events, not the message's group
+            return incident.get("discover_url")
         return discover_url(self.kibana_url, alert, self.data_view)
 
     def context(self, alert: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """`evidence_lines` in `extra`: the destination's own cap on evidence lines."""
+        cap = extra.pop("evidence_lines", None)
         ctx: dict[str, Any] = {
             "alert": alert,
             "rule": alert.get("rule") or {},
-            "evidence": first_lines(alert.get("samples") or [], self.evidence_lines),
+            "evidence": first_lines(
+                alert.get("samples") or [], self.evidence_lines if cap is None else cap
+            ),
             "discover_url": self._discover(alert),
             "kibana_url": self.kibana_url,
             "group_ref": group_ref(alert),
@@ -343,15 +358,22 @@ class Templates:
             ) from e
 
     def render_message(
-        self, alert: Mapping[str, Any], title: str | None = None, body: str | None = None
+        self,
+        alert: Mapping[str, Any],
+        title: str | None = None,
+        body: str | None = None,
+        **extra: Any,
     ) -> tuple[str, str]:
         """Subject (one line) and body text, from the given template names or the ones the
-        alert names (its rule's alert.title / alert.body)."""
+        alert names (its rule's alert.title / alert.body). An incident message always uses
+        its own templates (they tell the incident's story, not one rule's)."""
         names = alert.get("templates") or {}
+        if alert.get("incident"):
+            title = body = None
         subject = one_line(
-            self.render_text(title or names.get("title") or "default-title", alert), 250
+            self.render_text(title or names.get("title") or "default-title", alert, **extra), 250
         )
-        text = self.render_text(body or names.get("body") or "default-body", alert)
+        text = self.render_text(body or names.get("body") or "default-body", alert, **extra)
         return subject, text
 
     def _render(self, env: SandboxedEnvironment, name: str, alert: Any, extra: Any) -> str:

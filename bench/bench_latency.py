@@ -1,22 +1,25 @@
-"""End-to-end alert latency: a line appended to a log file the agent follows → the alert
-delivered. Real processes on loopback: `iiswatch collector run`, `iiswatch agent run`,
-`iiswatch alerting run` (a match rule every 1 s), and the local Elasticsearch.
+"""End-to-end latency of the web shell: a line appended to a log file the agent follows →
+the incident's ticket. Real processes on loopback: `iiswatch collector run`, `iiswatch
+agent run`, `iiswatch alerting run` with the pack's own web-shell rule
+(`searches/webshell/command_execution_parameters.yaml`, its schedule as shipped: it opens
+incidents at once, so it runs every 5 s; only its id is the bench's own) and the service's
+default settle and jitter, and the local Elasticsearch.
 
 Delivery goes to Request Tracker when RT_URL and RT_TOKEN are set (the ticket visible in
 RT), else to a `command` destination that writes the ticket as a file (the time it is
 written is the end).
 
-Each event is one request from its own client IP (its own alert), written at a random
-moment of the rule's 1 s window. Per event the breakdown is measured from the documents
-themselves:
+Each event is one `cmd=whoami` request from its own client IP (its own incident), written
+at a random moment of the rule's window. Per event the breakdown is measured from the
+documents themselves:
 - ship: `event.ingested` (set by the collector) − the time the line was written;
 - refresh: the moment a search first sees the document − `event.ingested`;
 - schedule: the rule's window evaluation starting (ledger `started`) − visible;
 - query: the alert stored in the outbox − evaluation start;
-- delivery: the ticket written (or created in RT) − alert stored.
-The goal is p95 ≤ 5 s (IIS's own buffering excluded: the line is written directly).
+- delivery: the incident's ticket opened − alert stored.
+The goal is p95 < 10 s (IIS's own buffering excluded: the line is written directly).
 
-    .venv/bin/python bench/bench_latency.py [--events 60] [--settle 1s]
+    .venv/bin/python bench/bench_latency.py [--events 60] [--settle 2s]
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from iiswatch.alerting.incidents import INCIDENTS_INDEX
 from iiswatch.alerting.ledger import WINDOWS_INDEX, window_doc_id
 from iiswatch.alerting.outbox import ALERTS_INDEX
+from iiswatch.alerting.risk import incident_id
 from iiswatch.alerting.state import SUPPRESSION_INDEX
 from iiswatch.alerting.status import STATUS_INDEX
 from iiswatch.alerting.windows import Window
@@ -47,9 +52,12 @@ from iiswatch.cli.demo.w3c import W3C_DEFAULT_FIELDS, w3c_header
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.collector.tokens import TokenStore
+from iiswatch.rules.loader import load_rules
 
 CLI = [sys.executable, "-m", "iiswatch.cli.main"]
-INTERVAL = timedelta(seconds=1)
+ROOT = Path(__file__).resolve().parents[1]
+WEB_SHELL = ROOT / "searches" / "webshell" / "command_execution_parameters.yaml"
+GOAL = 10.0  # seconds, p95
 TICKET_SCRIPT = """\
 import json, os, sys, time
 alert = json.load(sys.stdin)
@@ -107,7 +115,7 @@ class Watcher(threading.Thread):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=60)
-    ap.add_argument("--settle", default="1s", help="the service's settle delay")
+    ap.add_argument("--settle", default="2s", help="the service's settle delay (its default)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir and documents")
     args = ap.parse_args()
 
@@ -125,22 +133,11 @@ def main() -> None:
     rules.mkdir()
     rt = bool(os.environ.get("RT_URL") and os.environ.get("RT_TOKEN"))
 
-    (rules / "bench.yaml").write_text(
-        f"""id: {rule_id}
-name: bench latency {run_id}
-description: one alert per client IP of the benchmark host
-author: bench
-status: test
-severity: high
-risk_score: 70
-index: iis-access-*
-schedule: {{interval: 1s, lookback: 1s}}
-type: match
-lucene: 'host.name:{host} AND iiswatch.url.query.text:benchmarker'
-group_by: [source.ip]
-alert: {{destinations: [bench]}}
-"""
-    )
+    # the pack's rule as shipped, under an id of its own (its ledger and state are the bench's)
+    text = WEB_SHELL.read_text()
+    shipped = next(lr.rule for lr in load_rules(WEB_SHELL.parent) if lr.path == WEB_SHELL)
+    (rules / "web_shell.yaml").write_text(text.replace(shipped.rule_id, rule_id, 1))
+    interval = shipped.schedule.interval
     (tmp / "ticket.py").write_text(TICKET_SCRIPT)
     if rt:
         dest = (
@@ -152,8 +149,9 @@ alert: {{destinations: [bench]}}
         dest = f'type = "command"\nargv = {argv}\n'
     (tmp / "alerting.toml").write_text(
         f"[destinations.bench]\n{dest}\n[service]\n"
-        f'settle = "{args.settle}"\njitter = "0s"\nlease_name = "{lease}"\n'
-        'lease_ttl = "3s"\n[service.deadman]\nenabled = false\n'
+        f'settle = "{args.settle}"\nlease_name = "{lease}"\n'
+        'lease_ttl = "3s"\ndefault_destinations = ["bench"]\n'
+        "[service.deadman]\nenabled = false\n"
     )
 
     archive, key = tmp / "archive", tmp / "keys" / "archive.key"
@@ -188,25 +186,28 @@ alert: {{destinations: [bench]}}
                            "--rules-dir", str(rules)])  # fmt: skip
         time.sleep(4)
         watcher.start()
-        rng = random.Random(5)
+        rng = random.Random(run_id)  # addresses of this run only: each its own incident
         to = "Request Tracker" if rt else "a command writing ticket files"
-        print(f"{args.events} events, rule every 1 s, settle {args.settle}, delivery to {to}")
+        print(
+            f"{args.events} events, the pack's web-shell rule every {interval.total_seconds():g} s,"
+            f" settle {args.settle}, delivery to {to}"
+        )
         for i in range(args.events):
             time.sleep(rng.uniform(0.9, 1.6))  # lands anywhere in a window
             ip = f"10.{i // 250}.{i % 250}.{rng.randint(1, 250)}"
             now = datetime.now(UTC)
             line = (
                 f"{now:%Y-%m-%d %H:%M:%S} 10.0.0.5 GET /uploads/x.aspx "
-                f"q=benchmarker+{i} 443 - {ip} Mozilla/5.0 - 200 0 0 15\r\n"
+                f"cmd=whoami+{i} 443 - {ip} Mozilla/5.0 - 200 0 0 15\r\n"
             )
             written[ip] = time.time()
             fh.write(line.encode())
-        deadline = time.monotonic() + 30
-        while delivered_count(es, rule_id) < args.events and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while opened_count(es, list(written)) < args.events and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(1)
         watcher.stop.set()
-        report(es, tickets, written, watcher, rule_id, rt)
+        report(es, tickets, written, watcher, rule_id, rt, interval)
     finally:
         fh.close()
         for p in reversed(procs):
@@ -217,12 +218,18 @@ alert: {{destinations: [bench]}}
             except subprocess.TimeoutExpired:
                 p.kill()
         if not args.keep:
-            cleanup(es, host, rule_id, lease)
+            cleanup(es, host, rule_id, lease, list(written))
         print(f"work dir: {tmp}")
 
 
 def report(
-    es: Any, tickets: Path, written: dict[str, float], w: Watcher, rule_id: str, rt: bool
+    es: Any,
+    tickets: Path,
+    written: dict[str, float],
+    w: Watcher,
+    rule_id: str,
+    rt: bool,
+    interval: timedelta,
 ) -> None:
     rows = []
     es.indices.refresh(index=ALERTS_INDEX)
@@ -230,15 +237,20 @@ def report(
     for h in docs["hits"]["hits"]:
         box = h["_source"]
         ip = box["group"]["source.ip"]
-        if ip not in written or ip not in w.seen or box["delivery"]["status"] != "delivered":
+        if ip not in written or ip not in w.seen:
             continue
-        if rt:  # the ticket exists in RT once the delivery is recorded
-            delivered = parse_ts(box["delivery"]["delivered_at"])
+        iid = incident_id("source.ip", ip, 1)
+        inc = es.options(ignore_status=404).get(index=INCIDENTS_INDEX, id=iid)
+        state = ((inc.get("_source") or {}).get("delivery") or {}).get("states", {}).get("bench")
+        if not state or not state.get("opened"):
+            continue
+        if rt:  # the ticket exists in RT once its opening is recorded
+            delivered = parse_ts(state["opened_at"])
         else:  # the time the command wrote the ticket
-            ticket = json.loads((tickets / f"{box['alert_id']}.json").read_text())
+            ticket = json.loads((tickets / f"{iid}.json").read_text())
             delivered = ticket["delivered"]
         end = datetime.fromisoformat(box["window"]["end"].replace("Z", "+00:00"))
-        win = Window(end - INTERVAL, end)
+        win = Window(end - interval, end)
         led = es.get(index=WINDOWS_INDEX, id=window_doc_id(rule_id, win))["_source"]
         stored = parse_ts(box["@timestamp"])
         started = parse_ts(led["started"])
@@ -264,17 +276,24 @@ def report(
             print(f"{k:10} {statistics.median(v):7.3f} {pct(v, 95):7.3f} {max(v):7.3f}")
     if rows:
         p95 = pct([r["total"] for r in rows], 95)
-        print(f"p95 end to end {p95:.2f} s: {'meets' if p95 <= 5 else 'MISSES'} the 5 s goal")
+        verdict = "meets" if p95 < GOAL else "MISSES"
+        print(f"p95 line -> ticket {p95:.2f} s: {verdict} the {GOAL:g} s goal")
 
 
-def delivered_count(es: Any, rule_id: str) -> int:
-    es.indices.refresh(index=ALERTS_INDEX, ignore_unavailable=True)
-    q = {"bool": {"filter": [{"term": {"rule.id": rule_id}},
-                             {"term": {"delivery.status": "delivered"}}]}}  # fmt: skip
-    return int(es.count(index=ALERTS_INDEX, query=q, ignore_unavailable=True)["count"])
+def opened_count(es: Any, ips: list[str]) -> int:
+    ids = [incident_id("source.ip", ip, 1) for ip in ips]
+    docs = es.mget(index=INCIDENTS_INDEX, ids=ids)["docs"] if ids else []
+    return sum(
+        1
+        for d in docs
+        if d.get("found")
+        and ((d["_source"].get("delivery") or {}).get("states") or {})
+        .get("bench", {})
+        .get("opened")
+    )
 
 
-def cleanup(es: Any, host: str, rule_id: str, lease: str) -> None:
+def cleanup(es: Any, host: str, rule_id: str, lease: str, ips: list[str]) -> None:
     es.indices.refresh(index="iis-access-*," + ",".join([WINDOWS_INDEX, ALERTS_INDEX]))
     targets = [
         ("iis-access-*", {"term": {"host.name": host}}),
@@ -293,6 +312,10 @@ def cleanup(es: Any, host: str, rule_id: str, lease: str) -> None:
             ops = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
             es.bulk(operations=ops, refresh=True)
     es.options(ignore_status=404).delete(index="iiswatch-state-lease", id=lease)
+    for ip in ips:
+        es.options(ignore_status=404).delete(
+            index=INCIDENTS_INDEX, id=incident_id("source.ip", ip, 1)
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ of ingest time (a reported gap) through it."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from iiswatch.cli.options import ALERTING_CONFIG, RULES_DIR, time_span
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
+from iiswatch.errors import EXIT_BACKEND
 from iiswatch.rules.loader import default_rules_dir
 from iiswatch.times import parse_time
 
@@ -72,13 +73,16 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     lease_name: str = typer.Option("alerting", "--lease", help="The service's lease_name."),
 ) -> None:
-    """Per rule: last run, lag, duration, hits, alerts, errors, and why nothing fired."""
+    """Per rule: last run, lag, duration, hits, alerts, errors, and why nothing fired.
+    Exits 3 when no alerting service holds the lease (none running, or its holder stopped
+    renewing): a monitor can run this."""
     from iiswatch.alerting.lease import Lease
     from iiswatch.alerting.status import StatusStore
 
     es = client_for(Purpose.ALERTING)
     rules = sorted(StatusStore(es).all(), key=lambda s: s.rule_name.lower())
     lease = Lease(es, lease_name).info()
+    held = _lease_held(lease, datetime.now(UTC))
     if json_out:
         print_json(
             {
@@ -86,11 +90,19 @@ def status(
                 if lease is None
                 else {"holder": lease.holder, "renewed": lease.renewed, "ttl": lease.ttl_seconds},
                 "rules": [s.as_doc() for s in rules],
+                "lease_held": held,
             }
         )
+        if not held:
+            raise typer.Exit(EXIT_BACKEND)
         return
     if lease is None or not lease.holder:
         out.print("lease: [yellow]free[/] (no alerting service running)")
+    elif not held:
+        out.print(
+            f"lease: [red]stale[/]: {escape(lease.holder)} last renewed it {lease.renewed} "
+            "(the service stopped or hangs)"
+        )
     else:
         out.print(f"lease: held by {escape(lease.holder)}, renewed {lease.renewed}")
     table = Table(
@@ -112,6 +124,19 @@ def status(
     out.print(table)
     if not rules:
         out.print("no rule has run yet: start `iiswatch alerting run`")
+    if not held:
+        raise typer.Exit(EXIT_BACKEND)
+
+
+def _lease_held(lease: Any, now: datetime) -> bool:
+    """A holder that renewed within two lease times (the leader renews every third of one;
+    clocks of two machines may differ by a little)."""
+    if lease is None or not lease.holder:
+        return False
+    renewed = parse_time(lease.renewed) if lease.renewed else None
+    if renewed is None:
+        return True
+    return now - renewed <= timedelta(seconds=2 * max(lease.ttl_seconds, 1.0))
 
 
 @app.command()

@@ -17,7 +17,7 @@ from iiswatch.alerting.config import load_config
 from iiswatch.alerting.delivery import resolve, retry
 from iiswatch.alerting.destinations import build
 from iiswatch.alerting.outbox import STATUSES, Outbox, Record
-from iiswatch.alerting.templates import Templates, sample_alert
+from iiswatch.alerting.templates import Templates, first_lines, sample_alert
 from iiswatch.cli.options import ALERTING_CONFIG, JSON
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.config import Purpose
@@ -35,13 +35,15 @@ def _outbox() -> Outbox:
 
 
 def _get(outbox: Outbox, alert_id: str) -> Record:
-    rec = outbox.get(alert_id)
-    if rec is None:
-        raise UsageError(f"no alert {alert_id}", "`iiswatch alerts list` shows the ids")
-    return rec
+    return outbox.find(alert_id)
 
 
 def _tickets(rec: Record) -> str:
+    routed = rec.delivery.get("routed") or {}
+    if routed.get("to") == "incident":
+        return "-> incident"
+    if routed.get("to") == "silence":
+        return f"silenced ({routed.get('silence_id')})"
     return ", ".join(
         f"{t.get('destination')}#{t.get('id')}" if t.get("id") else str(t.get("destination"))
         for t in rec.delivery.get("tickets") or []
@@ -57,23 +59,43 @@ def _group(rec: Record) -> str:
 def list_(
     failed: bool = typer.Option(False, "--failed", help="Only alerts whose delivery failed."),
     status: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(STATUSES)}."),
+    rule: str | None = typer.Option(None, "--rule", help="Rule name, or id prefix."),
+    severity: str | None = typer.Option(None, "--severity", help="low, medium, high, critical."),
+    since: str | None = typer.Option(None, "--since", help="Raised within this: 2h, 1d."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10000, help="At most this many."),
     json_out: bool = JSON,
 ) -> None:
-    """Alerts in the outbox, newest first, with their delivery status and tickets."""
+    """Alerts in the outbox, newest first: when, id (a unique prefix is enough for
+    `show`), delivery status, rule, group, and where they went."""
+    from iiswatch.cli.options import duration_arg as parse_duration
+
     if failed and status and status != "failed":
         raise UsageError("--failed and --status disagree", "use one of them")
-    records = _outbox().list("failed" if failed else status, limit=limit)
+    start = datetime.now(UTC) - parse_duration(since) if since else None
+    records = _outbox().list(
+        "failed" if failed else status, limit=limit, rule=rule, severity=severity, since=start
+    )
     if json_out:
         print_json([r.doc for r in records])
         return
     table = Table(
-        "alert id", "status", "severity", "rule", "group", "events", "tries", "ticket", "last error"
+        "raised (UTC)",
+        "alert id",
+        "status",
+        "severity",
+        "rule",
+        "group",
+        "events",
+        "tries",
+        "ticket",
+        "last error",
     )
+    table.columns[1].no_wrap = True  # an id cut in two cannot be copied
     for r in records:
         d = r.delivery
         style = {"delivered": "green", "failed": "red", "new": "yellow"}.get(r.status, "")
         table.add_row(
+            str(d.get("created", "")).replace("T", " ")[:19],
             r.alert_id,
             f"[{style}]{r.status}[/]" if style else r.status,
             str(r.doc.get("severity", "")),
@@ -90,8 +112,12 @@ def list_(
 
 
 @app.command()
-def show(alert_id: str = typer.Argument(..., help="The alert id."), json_out: bool = JSON) -> None:
-    """One alert: what was found, where it was delivered, every attempt."""
+def show(
+    alert_id: str = typer.Argument(..., help="The alert id, or a unique prefix of it."),
+    json_out: bool = JSON,
+) -> None:
+    """One alert: what was found (evidence lines, the rule's description), where it was
+    delivered, every attempt."""
     rec = _get(_outbox(), alert_id)
     if json_out:
         print_json(rec.doc)
@@ -141,6 +167,33 @@ def show(alert_id: str = typer.Argument(..., help="The alert id."), json_out: bo
     for t in d.get("tickets") or []:
         if t.get("url"):
             out.print(f"{escape(str(t['destination']))}: {escape(t['url'])}")
+    if (d.get("routed") or {}).get("to") == "incident":
+        from iiswatch.alerting.incidents import IncidentStore
+
+        for inc in IncidentStore(client_for(Purpose.ALERTING)).with_finding(rec.alert_id):
+            out.print(f"incident: {inc.incident_id} ({inc.state}; `iiswatch incidents show`)")
+    description = _rule_description(str(rule.get("id", "")))
+    if description:
+        out.print(f"[bold]rule:[/] {escape(description)}")
+    out.print("[bold]evidence:[/]")
+    for line in first_lines(doc.get("samples") or [], 20) or ["(no sample lines were kept)"]:
+        out.print("  " + escape(line), soft_wrap=True)
+
+
+def _rule_description(rule_id: str) -> str | None:
+    """The rule's description from the rule files (the alert does not carry it)."""
+    from iiswatch.rules.loader import scan_rules
+
+    try:
+        from iiswatch.rules.loader import default_rules_dir
+
+        loaded, _problems = scan_rules(default_rules_dir())
+    except Exception:  # no rules dir here: the alert is still worth showing
+        return None
+    for lr in loaded:
+        if lr.rule.rule_id == rule_id:
+            return lr.rule.description
+    return None
 
 
 @app.command("retry")

@@ -67,6 +67,16 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "app",
         "The alerting service: run it, see its status per rule, replay ingest time.",
     ),
+    "incidents": (
+        "iiswatch.cli.incidents",
+        "app",
+        "Incidents (one per attacker): list, show, ack, snooze, resolve.",
+    ),
+    "silence": (
+        "iiswatch.cli.incidents",
+        "silence_app",
+        "Silences: keep matching alerts out of incidents and tickets until a time.",
+    ),
     "crawlers": (
         "iiswatch.cli.crawlers",
         "app",

@@ -6,7 +6,7 @@ Defaults are not resolved here: an option left out is None, and the config loade
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import typer
@@ -59,3 +59,23 @@ def time_span(since: str | None, start: str | None, end: str | None) -> tuple[da
     if rng.start is None:
         raise UsageError("a start time is needed", "use --since 30d or --from ISO [--to ISO]")
     return rng.start, rng.end or datetime.now(UTC)
+
+
+def duration_arg(text: str) -> timedelta:
+    """A duration typed on the command line, or a usage error saying how to write one."""
+    from iiswatch.times import DURATION_HINT, parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"cannot read the duration {text!r}: {e}", DURATION_HINT) from None
+
+
+def time_arg(text: str) -> datetime:
+    """A time typed on the command line, or a usage error saying how to write one."""
+    from iiswatch.times import TIME_HINT, parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise UsageError(f"cannot read the time {text!r}: {e}", TIME_HINT) from None

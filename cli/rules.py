@@ -335,10 +335,20 @@ def run(
     index: str | None = typer.Option(None, "--index", help="Override the rules' index."),
     rules_dir: Path | None = RULES_DIR,
     json_out: bool = typer.Option(False, "--json", help="One alert per line as JSON."),
+    incidents: bool = typer.Option(
+        False,
+        "--incidents",
+        help="Print the incidents the alerts would open (one per attacker) instead of them.",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Alerting config whose [service.incidents] applies."
+    ),
 ) -> None:
     """Evaluate rules over events whose @timestamp is in [--from, --to), window by window
     exactly as the scheduler would (interval, look-back, exceptions, suppression): a rule of
-    "10 failed logins in 10 minutes" is not fed a whole day at once."""
+    "10 failed logins in 10 minutes" is not fed a whole day at once. With --incidents, the
+    alerts add up per entity as the service adds them, and only incidents that would open a
+    ticket are printed."""
     from iiswatch.rules.backtest import backtest
 
     if not rule and not all_rules:
@@ -355,6 +365,9 @@ def run(
     es = client_for(Purpose.ALERTING)
     total = 0
     table = Table("rule", "severity", "group", "source.ip", "first", "last", "events")
+    if incidents:
+        _print_incidents(es, [lr.rule for lr in loaded], t0, t1, index, config, json_out)
+        return
     for lr in loaded:
         alerts = backtest(es, lr.rule, t0, t1, index=index).alerts
         total += len(alerts)
@@ -374,6 +387,51 @@ def run(
     if not json_out:
         out.print(table)
         out.print(f"{total} alert(s) from {len(loaded)} rule(s)")
+
+
+def _print_incidents(
+    es: Any,
+    rules: list[Any],
+    t0: datetime,
+    t1: datetime,
+    index: str | None,
+    config: Path | None,
+    json_out: bool,
+) -> None:
+    from iiswatch.alerting.config import load_config
+    from iiswatch.alerting.risk import offline_incidents
+    from iiswatch.alerting.service_config import IncidentSettings
+    from iiswatch.rules.backtest import backtest
+
+    settings = IncidentSettings()
+    if config is not None:
+        settings = load_config(config).service.incidents
+    pairs = [
+        (a.to_json(), rule)
+        for rule in rules
+        for a in backtest(es, rule, t0, t1, index=index).alerts
+    ]
+    found = offline_incidents(pairs, settings.policy())
+    if json_out:
+        for inc in found:
+            print_json_line(inc)
+        return
+    table = Table("incident", "source.ip", "severity", "risk", "rules", "first", "last")
+    for inc in found:
+        table.add_row(
+            inc["incident_id"],
+            escape(", ".join(inc["source"]["ip"])),
+            inc["severity"],
+            str(inc["risk_score"]),
+            escape(", ".join(inc["rule_names"])),
+            str(inc["first_event"]),
+            str(inc["last_event"]),
+        )
+    out.print(table)
+    out.print(
+        f"{len(found)} incident(s) from {len(pairs)} alert(s) of {len(rules)} rule(s) "
+        f"(threshold {settings.threshold} within {settings.window})"
+    )
 
 
 @app.command("import-sigma")

@@ -114,7 +114,9 @@ class RequestTracker(HttpDestination[RequestTrackerDestination]):
         return values
 
     def create_payload(self, alert: Mapping[str, Any]) -> dict[str, Any]:
-        subject, body = self.templates.render_message(alert, self.cfg.subject, self.cfg.body)
+        subject, body = self.templates.render_message(
+            alert, self.cfg.subject, self.cfg.body, evidence_lines=self.cfg.evidence_lines
+        )
         payload: dict[str, Any] = {
             "Queue": self.cfg.queue,
             "Subject": subject,
@@ -128,7 +130,11 @@ class RequestTracker(HttpDestination[RequestTrackerDestination]):
         return payload
 
     def comment_payload(self, alert: Mapping[str, Any]) -> dict[str, Any]:
-        subject, body = self.templates.render_message(alert, self.cfg.subject, self.cfg.body)
+        subject, body = self.templates.render_message(
+            alert, self.cfg.subject, self.cfg.body, evidence_lines=self.cfg.evidence_lines
+        )
+        if alert.get("incident"):  # a finding of the ticket's incident: its own words
+            return {"Subject": subject, "Content": body, "ContentType": "text/plain"}
         return {
             "Subject": f"Fired again: {subject}",
             "Content": "The same alert group fired again while this ticket is open.\n\n" + body,
@@ -170,6 +176,8 @@ class RequestTracker(HttpDestination[RequestTrackerDestination]):
                 tid = str(open_[0]["id"])
                 self._call("POST", f"/ticket/{tid}/comment", json=self.comment_payload(alert))
                 self._add_alert_id(tid, alert_id)
+                if alert.get("severity_raised_from"):  # the incident grew: so does the ticket
+                    self._raise_priority(tid, alert)
                 return DeliveryResult(self.name, "commented", tid, self.ticket_url(tid))
 
         # 3. a new ticket
@@ -196,6 +204,19 @@ class RequestTracker(HttpDestination[RequestTrackerDestination]):
                 f"/ticket/{ticket_id}",
                 json={"CustomFields": {self.cfg.alert_id_field: [*values, alert_id]}},
             )
+
+    def _raise_priority(self, ticket_id: str, alert: Mapping[str, Any]) -> None:
+        fields = {
+            k: self.templates.render_inline(v, alert) for k, v in self.cfg.custom_fields.items()
+        }
+        self._call(
+            "PUT",
+            f"/ticket/{ticket_id}",
+            json={
+                "Priority": self.cfg.priority.get(alert.get("severity", "medium"), 50),
+                "CustomFields": fields,
+            },
+        )
 
     def resolve(self, ticket_id: str) -> None:
         """Mark the ticket resolved (the alert's condition has been clear long enough)."""

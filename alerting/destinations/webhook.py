@@ -19,9 +19,15 @@ from iiswatch.fields import get_field
 
 class Webhook(HttpDestination[WebhookDestination]):
     def payload(self, alert: Mapping[str, Any]) -> Any:
-        title, text = self.templates.render_message(alert)
+        cap = self.cfg.evidence_lines
+        title, text = self.templates.render_message(alert, evidence_lines=cap)
         return self.templates.render_json(
-            self.cfg.body, alert, title=title, text=text, vars=dict(self.cfg.vars)
+            self.cfg.body,
+            alert,
+            title=title,
+            text=text,
+            vars=dict(self.cfg.vars),
+            evidence_lines=cap,
         )
 
     def _url(self) -> str:

@@ -235,12 +235,14 @@ def _say(title: str, body: str) -> None:
 
 def _detect_and_deliver(rng: TimeRange) -> list[str]:
     """Step 9: every rule of the pack replays the demo day window by window, as
-    `iiswatch rules run` does, and its alerts go through the alerting service's own outbox
-    and delivery: to Request Tracker when RT_URL/RT_TOKEN are set (scripts/demo starts RT
-    when it can), else as ticket files. Alert ids are deterministic, so a re-run opens no
-    second ticket."""
+    `iiswatch rules run` does, and its alerts go through the alerting service's own sink:
+    each alert adds its risk to its client's incident, and an incident (not an alert) is
+    what reaches a ticket — to Request Tracker when RT_URL/RT_TOKEN are set (scripts/demo
+    starts RT when it can), else as ticket files. The attacker's findings are one ticket
+    and its comments. Ids are deterministic, so a re-run opens no second ticket."""
     from iiswatch.alerting.config import AlertingConfig
-    from iiswatch.alerting.sink import OutboxSink
+    from iiswatch.alerting.incident_sink import IncidentSink
+    from iiswatch.alerting.service_config import ServiceSettings
     from iiswatch.rules.backtest import backtest
     from iiswatch.rules.loader import load_rules
 
@@ -260,35 +262,57 @@ def _detect_and_deliver(rng: TimeRange) -> list[str]:
         dest = {"type": "command", "timeout": "30s", "argv": argv}
         where = f"ticket files in {folder} (set RT_URL and RT_TOKEN for Request Tracker)"
     config = AlertingConfig.model_validate({"destinations": {"servicedesk": dest}})
+    settings = ServiceSettings.model_validate({"default_destinations": ["servicedesk"]})
 
     es = client_for(Purpose.ALERTING)
-    sink = OutboxSink(es, config, owner="iiswatch-demo")
+    sink = IncidentSink(es, config, settings, owner="iiswatch-demo")
     rules = [lr.rule for lr in load_rules()]
     assert rng.start is not None and rng.end is not None
-    alerts = []
-    for rule in rules:
-        found = backtest(es, rule, rng.start, rng.end, index="iis-access-*").alerts
-        sink(found, list(rule.alert.destinations) or ["servicedesk"], rule)
-        alerts.extend(found)
-    sink.deliver()
+    found = [
+        (alert, rule)
+        for rule in rules
+        for alert in backtest(es, rule, rng.start, rng.end, index="iis-access-*").alerts
+    ]
+    # in the order the day happened, delivering after each, as the running service would:
+    # the incident's ticket opens with the finding that makes it, later ones are comments
+    found.sort(key=lambda ar: ar[0].last_event)
+    for alert, rule in found:
+        sink([alert], ["servicedesk"], rule)
+        sink.deliver()
+    alerts = [alert for alert, _rule in found]
+    es.indices.refresh(index=sink.store.index)
     tickets: list[str] = []
     lines = []
-    for alert in {a.alert_id: a for a in alerts}.values():
-        rec = sink.outbox.get(alert.alert_id)
-        delivery = rec.delivery if rec is not None else {}
-        refs = [str(t.get("url") or t.get("id") or "") for t in delivery.get("tickets", [])]
-        status = delivery.get("status", "?")
-        lines.append(f"{alert.rule_name[:46]:<46} {status:<9} {escape(', '.join(refs))}")
-        if alert.rule_name.lower().startswith(WEB_SHELL_RULES):
-            tickets.extend(r for r in refs if r)
+    seen: set[str] = set()
+    for alert in alerts:
+        for inc in sink.store.with_finding(alert.alert_id) or []:
+            if inc.incident_id in seen:
+                continue
+            seen.add(inc.incident_id)
+            inc = sink.store.get(inc.incident_id) or inc
+            states = (inc.delivery.get("states") or {}).values()
+            refs = [str(st.get("url") or st.get("ticket_id") or "") for st in states]
+            comments = max((len(st.get("posted") or []) for st in states), default=0)
+            lines.append(
+                f"incident {inc.incident_id} {inc.doc.get('entity', {}).get('value')}: "
+                f"{inc.state}, risk {inc.doc.get('risk_score')}, "
+                f"{len(inc.findings)} finding(s) ({comments} in the ticket) "
+                f"{escape(', '.join(refs))}"
+            )
+            if any(
+                str(r.get("name", "")).lower().startswith(WEB_SHELL_RULES)
+                for r in inc.doc.get("rules") or []
+            ):
+                tickets.extend(r for r in refs if r)
     fired = sorted({f"{a.rule_name} ({', '.join(a.source_ips)})" for a in alerts})
     _say(
         "9. Detection rules and the ticket",
         f"{len(rules)} rules from searches/ replayed the day as the scheduler would; "
         f"{len(alerts)} alerts:\n"
         + "\n".join(escape(f) for f in fired)
-        + f"\n\ndelivered to {escape(where)}:\n"
+        + f"\n\none ticket per attacker, delivered to {escape(where)}:\n"
         + "\n".join(lines)
-        + "\n[dim]$ iiswatch rules run --all --from ... --to ... ; iiswatch alerts list[/]",
+        + "\n[dim]$ iiswatch rules run --all --from ... --to ... --incidents ; "
+        "iiswatch incidents list[/]",
     )
     return tickets

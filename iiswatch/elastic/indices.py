@@ -27,7 +27,13 @@ WRITE_PATTERNS = (
     "iiswatch-integrity*",
 )
 READ_PATTERNS = ("iis-*", "iiswatch-deadletter*", "iiswatch-integrity*")
-STATE_PATTERNS = ("iiswatch-state*", "iiswatch-alerts*", "iiswatch-ruletest*")
+STATE_PATTERNS = (
+    "iiswatch-state*",
+    "iiswatch-alerts*",
+    "iiswatch-ruletest*",
+    "iiswatch-incidents*",
+    "iiswatch-silences*",
+)
 
 
 def index_for(doc: dict[str, object]) -> str:

@@ -31,6 +31,7 @@ INDEX_TEMPLATES = {
     "iiswatch-alerting-state": "template-alerting-state.json",
     "iiswatch-alerts": "template-alerts.json",
     "iiswatch-integrity": "template-integrity.json",
+    "iiswatch-incidents": "template-incidents.json",
 }
 
 # Roles: what each purpose may do, and nothing more. The writer can create documents (and

@@ -128,6 +128,8 @@ class Workspace:
         # a killed deliverer's claim expires quickly (the default is minutes)
         claim = settings.pop("claim_timeout", "2s")
         deadman = settings.pop("deadman", {"enabled": False})
+        # these tests follow single alerts to their tickets (test_incidents*.py: incidents)
+        incidents = settings.pop("incidents", {"enabled": False})
         lines = [
             "[destinations.tickets]",
             'type = "command"',
@@ -152,6 +154,9 @@ class Workspace:
             "",
             "[service.deadman]",
             *(f"{k} = {json.dumps(v)}" for k, v in deadman.items()),
+            "",
+            "[service.incidents]",
+            *(f"{k} = {json.dumps(v)}" for k, v in incidents.items()),
         ]
         self.config.write_text("\n".join(lines) + "\n")
 

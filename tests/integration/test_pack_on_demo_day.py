@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from iiswatch.alerting.risk import IncidentPolicy, offline_incidents
 from iiswatch.cli.demo.sample_day import write_sample_day
 from iiswatch.elastic.indices import ACCESS_PREFIX
 from iiswatch.ingest.batch import ingest_files
@@ -52,8 +53,10 @@ def test_the_pack_alerts_on_the_attacker_and_on_no_benign_client(
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     end = start + timedelta(days=1)
     fired: dict[str, set[str]] = {}  # rule name -> client addresses behind its alerts
+    pack_alerts = []
     for lr in load_rules():
         result = backtest(reader_es, lr.rule, start, end, index=index)
+        pack_alerts.append((lr, result.alerts))
         for alert in result.alerts:
             fired.setdefault(lr.rule.name, set()).update(alert.source_ips)
 
@@ -94,3 +97,11 @@ def test_the_pack_alerts_on_the_attacker_and_on_no_benign_client(
     clients = {ip for a in alerts for ip in a["source"]["ip"]}
     assert clients == {manifest.attacker_ip}
     assert {a["rule"]["name"] for a in alerts} >= WEB_SHELL_RULES
+
+    # ... and those alerts add up to exactly one incident, the attacker's: one ticket
+    # (`rules run --incidents` runs the same replay; test_incidents.py runs that command)
+    pairs = [(a.to_json(), lr.rule) for lr, found in pack_alerts for a in found]
+    [incident] = offline_incidents(pairs, IncidentPolicy())
+    assert incident["source"]["ip"] == [manifest.attacker_ip]
+    assert set(incident["rule_names"]) >= WEB_SHELL_RULES
+    assert incident["severity"] == "critical"
