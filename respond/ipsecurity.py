@@ -26,9 +26,9 @@ from pathlib import Path, PureWindowsPath
 from lxml import etree
 
 from iiswatch.errors import IiswatchError
+from iiswatch.respond.agent_config import DEFAULT_APPCMD
 
 SECTION_PATH = ("system.webServer", "security", "ipSecurity")
-DEFAULT_APPCMD = r"%windir%\system32\inetsrv\appcmd.exe"
 
 # From IIS_schema.xml, sectionSchema "system.webServer/security/ipSecurity".
 _SECTION_ATTRS = {

@@ -20,6 +20,8 @@ DEFAULT_SEARCH = f"{ACCESS_PREFIX}*,{ERROR_PREFIX}*"
 WRITE_PATTERNS = (f"{ACCESS_PREFIX}*", f"{ERROR_PREFIX}*", "iiswatch-deadletter*")
 READ_PATTERNS = ("iis-*", "iiswatch-deadletter*")
 STATE_PATTERNS = ("iiswatch-state*", "iiswatch-alerts*", "iiswatch-ruletest*")
+ACTION_PATTERNS = ("iiswatch-actions*",)  # response actions (respond/)
+RESPONDER_READ_PATTERNS = ("iiswatch-incidents*", "iiswatch-alerts*", "iis-*")
 
 
 def index_for(doc: dict[str, object]) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iiswatch.errors import ConfigError
+from iiswatch.respond.agent_config import ActionsConfig
 
 Format = Literal["w3c", "iis", "ncsa", "httperr"]
 # Agent, host and site names become directory names in the collector's archive.
@@ -64,6 +65,7 @@ class AgentConfig(BaseModel):
     backoff_initial: float = Field(0.5, gt=0)
     backoff_max: float = Field(30.0, gt=0)
     flush_logbuffer_seconds: float = Field(0, ge=0)  # 0: off
+    actions: ActionsConfig | None = None  # [actions]: response actions (respond/); None: off
 
     @property
     def host_name(self) -> str:
@@ -93,15 +95,18 @@ def load_agent_config(path: Path | None, overrides: dict[str, Any]) -> AgentConf
             raise ConfigError(f"cannot read {path}: {e.strerror}", "check the --config path") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: {e}", "fix the TOML syntax") from e
-        unknown = sorted(set(raw) - {"agent", "inputs"})
+        unknown = sorted(set(raw) - {"agent", "inputs", "actions"})
         if unknown:
             raise ConfigError(
                 f"{path}: unknown table(s): {', '.join(unknown)}",
-                "the agent config has an [agent] table and [[inputs]] entries",
+                "the agent config has an [agent] table, [[inputs]] entries and an optional "
+                "[actions] table",
             )
         data = dict(raw.get("agent", {}))
         if "inputs" in raw:
             data["inputs"] = raw["inputs"]
+        if "actions" in raw:
+            data["actions"] = raw["actions"]
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return AgentConfig.model_validate(data)
