@@ -54,19 +54,27 @@ class ActionsClient:
             num_pools=1, maxsize=1, retries=False, timeout=timeout, **tls
         )
 
-    def _call(self, method: str, path: str, body: bytes | None = None, **query: str) -> Any:
-        url = self.base + path + ("?" + urlencode(query) if query else "")
+    def _call(
+        self,
+        method: str,
+        route: str,
+        body: bytes | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        url = self.base + route + ("?" + urlencode(query) if query else "")
         headers = {"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"}
         try:
             resp = self._http.request(method, url, body=body, headers=headers)
         except HTTPError as e:
             raise CollectorError(f"cannot reach the collector: {e}") from e
         if resp.status != 200:
-            raise CollectorError(f"collector answered {resp.status} to {path}: {resp.data[:300]!r}")
+            raise CollectorError(
+                f"collector answered {resp.status} to {route}: {resp.data[:300]!r}"
+            )
         return json.loads(resp.data)
 
     def poll(self, host: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/v1/actions", host=host).get("actions") or [])
+        return list(self._call("GET", "/v1/actions", query={"host": host}).get("actions") or [])
 
     def report(self, host: str, action_id: str, result: dict[str, Any]) -> None:
         self._call(
@@ -76,9 +84,8 @@ class ActionsClient:
         )
 
     def evidence(self, host: str, action_id: str, path: str, sha256: str, data: bytes) -> None:
-        self._call(
-            "POST", "/v1/evidence", data, host=host, action=action_id, path=path, sha256=sha256
-        )
+        query = {"host": host, "action": action_id, "path": path, "sha256": sha256}
+        self._call("POST", "/v1/evidence", data, query)
 
     def close(self) -> None:
         self._http.clear()
@@ -166,7 +173,7 @@ class ActionRunner:
 
     def _run(self, a: dict[str, Any]) -> Result:
         try:
-            kind = Kind(a.get("kind"))
+            kind = Kind(str(a.get("kind")))
         except ValueError:
             return Result(state=State.FAILED, message=f"unknown action kind {a.get('kind')!r}")
         needed = ALLOWED_BY[kind]

@@ -9,6 +9,7 @@ from typing import Any
 
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
+from iiswatch.errors import BackendUnavailable
 from iiswatch.respond.model import ACTIONS_INDEX, Action, Result, State
 
 CLAIM_ATTEMPTS = 3
@@ -125,7 +126,10 @@ def add_result(es: Elasticsearch, action_id: str, host: str, result: Result) -> 
         return action.model_copy(
             update={"state": result.state, "results": [*action.results, result]}
         )
-    raise ConflictError("action changed concurrently", None, None)  # type: ignore[arg-type]
+    raise BackendUnavailable(
+        f"action {action_id} kept changing while its result was recorded",
+        "the agent sends the result again on its next round",
+    )
 
 
 def untold(es: Elasticsearch, size: int = 100) -> list[tuple[Action, list[str]]]:
