@@ -130,7 +130,7 @@ def test_unblock_in_an_existing_section_keeps_the_section_and_its_entries(apphos
 
 def test_an_address_the_config_allows_is_not_turned_into_a_deny(apphost: Path) -> None:
     before = apphost.read_bytes()
-    with pytest.raises(IpSecurityError, match="explicitly allows 198.51.100.7"):
+    with pytest.raises(IpSecurityError, match=r"explicitly allows 198\.51\.100\.7"):
         XmlIpSecurity(apphost, "Shop").block("198.51.100.7")
     assert apphost.read_bytes() == before
 
@@ -178,7 +178,7 @@ def test_schema_check_finds_duplicates_and_unknown_attributes() -> None:
 def test_not_xml_is_an_error_naming_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "applicationHost.config"
     bad.write_text("<configuration><oops></configuration>")
-    with pytest.raises(IpSecurityError, match="applicationHost.config: not well-formed"):
+    with pytest.raises(IpSecurityError, match=r"applicationHost\.config: not well-formed"):
         XmlIpSecurity(bad, "Default Web Site").block("203.0.113.9")
 
 
