@@ -38,17 +38,23 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(v) for v in values if v not in (None, "")))
 
 
+def _error_type(e: NotFoundError) -> str:
+    body = e.body if isinstance(e.body, dict) else {}
+    error = body.get("error")
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
+
+
 def read_incident(es: Elasticsearch, incident_id: str) -> Incident:
     """The incident document `incident_id`: `source.ip` (list), `host.name` (list) and the
     ticket reference `ticket.id`."""
-    if not es.indices.exists(index=INCIDENTS_INDEX):
-        raise UsageError(
-            f"there is no {INCIDENTS_INDEX} index here, so incident {incident_id!r} cannot be read",
-            "give the attacker's IP address instead (and --host), or create incidents first",
-        )
     try:
         doc = es.get(index=INCIDENTS_INDEX, id=incident_id)["_source"]
-    except NotFoundError:
+    except NotFoundError as e:
+        if _error_type(e) == "index_not_found_exception":
+            raise UsageError(
+                f"there is no {INCIDENTS_INDEX} index, so incident {incident_id!r} cannot be read",
+                "give the attacker's IP address instead (and --host), or create incidents first",
+            ) from None
         raise UsageError(
             f"no incident {incident_id!r} in {INCIDENTS_INDEX}",
             "check the id in the incident's ticket, or give the IP address instead",

@@ -54,10 +54,9 @@ def search(
         filters.append({"terms": {"state": [s.value for s in states]}})
     if ip:
         filters.append({"term": {"target.ip": ip}})
-    if not es.indices.exists(index=ACTIONS_INDEX):
-        return []
     hits = es.search(
         index=ACTIONS_INDEX,
+        ignore_unavailable=True,
         query={"bool": {"filter": filters}},
         sort=[{"requested_at": "desc"}],
         size=size,
@@ -68,11 +67,11 @@ def search(
 def claim_pending(es: Elasticsearch, host: str, limit: int = 20) -> list[Action]:
     """The host's pending actions, each moved to `delivered` by this call; an action another
     collector claimed first is left out."""
-    if not es.indices.exists(index=ACTIONS_INDEX):
-        return []
-    es.indices.refresh(index=ACTIONS_INDEX)
+    # writes refresh (wait_for), so a search sees them; the collector's role has no
+    # `indices.exists`/`refresh` privileges, hence ignore_unavailable instead
     hits = es.search(
         index=ACTIONS_INDEX,
+        ignore_unavailable=True,
         query={"bool": {"filter": [{"term": {"host": host}}, {"term": {"state": "pending"}}]}},
         sort=[{"requested_at": "asc"}],
         size=limit,
@@ -135,11 +134,9 @@ def add_result(es: Elasticsearch, action_id: str, host: str, result: Result) -> 
 def untold(es: Elasticsearch, size: int = 100) -> list[tuple[Action, list[str]]]:
     """Actions with a ticket and results the ticket has not been told about, with the
     states already told."""
-    if not es.indices.exists(index=ACTIONS_INDEX):
-        return []
-    es.indices.refresh(index=ACTIONS_INDEX)
     hits = es.search(
         index=ACTIONS_INDEX,
+        ignore_unavailable=True,
         query={
             "bool": {
                 "filter": [{"exists": {"field": "ticket"}}, {"exists": {"field": "results.state"}}]
