@@ -93,7 +93,7 @@ def _show_plan(plan: Any, yes: bool, json_out: bool) -> None:
         err.print(f"[yellow]not done:[/] {escape(why)}")
     for a in plan.actions:
         for line in describe(a):
-            out.print(escape(line))
+            out.print(escape(line), soft_wrap=True)  # commands stay one line, to copy
     if not yes and plan.actions:
         err.print("dry run: nothing recorded. Add --yes to record these actions.")
 

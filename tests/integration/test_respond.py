@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from elasticsearch import Elasticsearch
 from lxml import etree
@@ -24,10 +25,11 @@ from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.errors import UsageError
 from iiswatch.ingest.collector.tokens import TokenStore
+from iiswatch.respond import store
 from iiswatch.respond.agent import ActionRunner, ActionsClient
 from iiswatch.respond.agent_config import ActionsConfig
 from iiswatch.respond.incidents import read_incident
-from iiswatch.respond.model import ACTIONS_INDEX
+from iiswatch.respond.model import ACTIONS_INDEX, State
 from iiswatch.respond.plan import plan_block, plan_quarantine, submit, sync_tickets
 from iiswatch.respond.policy import Policy
 from tests.integration.alerting_support import Rt, rt_from_env
@@ -286,9 +288,126 @@ def test_readers_and_the_alerting_service_cannot_record_actions(
 
     alerting = client_for(Purpose.ALERTING)
     p = plan_block(
-        [ATTACKER], ["nobody"], duration=timedelta(hours=1), reason="r", requested_by="t",
+        [ATTACKER],
+        ["nobody"],
+        duration=timedelta(hours=1),
+        reason="r",
+        requested_by="t",
         policy=Policy(),
-    )  # fmt: skip
+    )
     for es in (reader_es, alerting):
         with pytest.raises(AuthorizationException):
             submit(es, p)
+
+
+def test_the_agent_process_polls_applies_what_its_config_allows(
+    tmp_path: Path, collector: Any, names: list[str], responder: Elasticsearch
+) -> None:
+    proc, tokens = collector
+    web = host(tmp_path, collector, names, "proc", ("block_ip",))
+    token_file = tmp_path / "agent.token"
+    token_file.write_text(tokens.add(web.name, replace=True))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f"""[agent]
+name = "{web.name}"
+collector = "{proc.url}"
+token_file = '{token_file}'
+state = '{tmp_path / "agent-state"}'
+
+[[inputs]]
+path = '{logs}/*.log'
+
+[actions]
+allow = ["block_ip"]
+poll_seconds = 0.2
+ip_security = "xml"
+application_host = '{web.config}'
+site = "Default Web Site"
+"""
+    )
+    block = plan_block(
+        [ATTACKER],
+        [web.name],
+        duration=timedelta(hours=1),
+        reason="r",
+        requested_by="t",
+        policy=Policy(),
+    )
+    shell = plan_quarantine("/uploads/x.aspx", [web.name], reason="r", requested_by="t")
+    submit(responder, block)
+    submit(responder, shell)
+    agent = subprocess.Popen(
+        [*CLI[:-1], "iiswatch.cli.agent", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        states: tuple[str, str] = ("", "")
+        while time.monotonic() < deadline:
+            states = (
+                action_doc(responder, block.actions[0].id)["state"],
+                action_doc(responder, shell.actions[0].id)["state"],
+            )
+            if states == ("applied", "refused"):
+                break
+            time.sleep(0.5)
+        assert states == ("applied", "refused"), agent.stderr
+        assert web.denied() == [ATTACKER]
+        assert web.shell.read_bytes() == SHELL
+    finally:
+        agent.terminate()
+        assert agent.wait(60) == 0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "respond", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_dry_run_prints_the_change_and_records_nothing_then_yes_records(
+    names: list[str], responder: Elasticsearch
+) -> None:
+    name = f"respond-cli-{os.getpid()}"
+    names.append(name)
+    common = ("--host", name, "--site", "Default Web Site", "--for", "2h", "--reason", "web shell")
+    dry = run_cli("block-ip", ATTACKER, *common)
+    assert dry.returncode == 0, dry.stderr
+    assert (
+        r"%windir%\system32\inetsrv\appcmd.exe set config "
+        '"Default Web Site" -section:system.webServer/security/ipSecurity '
+        f"/+[ipAddress='{ATTACKER}',allowed='false'] /commit:apphost"
+    ) in dry.stdout
+    assert "dry run" in dry.stderr
+    assert store.search(responder, host=name) == []
+
+    done = run_cli("block-ip", ATTACKER, *common, "--yes")
+    assert done.returncode == 0, done.stderr
+    (action,) = store.search(responder, host=name)
+    assert (
+        action.target.ip,
+        action.state,
+        action.requested_by.endswith("(as iiswatch_responder)"),
+    ) == (ATTACKER, State.PENDING, True)
+    assert action.expires_at is not None
+    assert (
+        timedelta(hours=1, minutes=59)
+        < action.expires_at - action.requested_at
+        <= timedelta(hours=2)
+    )
+
+    listed = run_cli("list", "--host", name, "--json")
+    assert [a["id"] for a in orjson.loads(listed.stdout)] == [action.id]
+
+
+def test_cli_refuses_private_addresses_and_paths_out_of_the_root(names: list[str]) -> None:
+    private = run_cli("block-ip", "10.0.0.5", "--host", "h", "--reason", "r", "--yes")
+    assert private.returncode == 2
+    assert "private or local range" in private.stderr
+    escape = run_cli(
+        "quarantine", "--path", "/uploads/../web.config", "--host", "h", "--reason", "r"
+    )
+    assert escape.returncode == 2
+    assert "could leave the web root" in escape.stderr
