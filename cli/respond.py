@@ -284,3 +284,47 @@ def sync(rt_dest: str | None = RT_DEST, config: Path | None = ALERTING_CONFIG) -
         err.print(f"[red]problem:[/] {escape(p)}")
     if problems:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def auto(
+    since: str = typer.Option("1h", "--since", help="Alerts of this recent past (e.g. 1h)."),
+    policy_file: Path | None = typer.Option(None, "--policy", help="Respond policy TOML."),
+    yes: bool = YES,
+    json_out: bool = JSON,
+) -> None:
+    """Run the policy's optional automatic blocks ([auto] rules, hosts): alerts of the named
+    rules block their source addresses. Off unless the policy names rules; each (alert,
+    host, address) is acted on once, so a schedule (cron, a timer) may run it often."""
+    from iiswatch.alerting.config import parse_duration
+    from iiswatch.errors import UsageError
+    from iiswatch.respond.auto import run_auto
+    from iiswatch.respond.plan import describe
+    from iiswatch.respond.policy import load_policy
+
+    try:
+        span = parse_duration(since)
+    except ValueError as e:
+        raise UsageError(f"--since {since!r}: {e}", "e.g. --since 1h") from None
+    policy = load_policy(policy_file)
+    if not policy.auto.rules or not policy.auto.hosts:
+        err.print("the automatic policy is off: the policy names no [auto] rules and hosts")
+        return
+    result = run_auto(_es(), policy, span, yes=yes)
+    if json_out:
+        print_json(
+            {
+                "recorded": yes,
+                "actions": [a.to_doc() for a in result.recorded],
+                "already": result.already,
+                "refused": result.refused,
+            }
+        )
+        return
+    for why in result.refused:
+        err.print(f"[yellow]not done:[/] {escape(why)}")
+    for a in result.recorded:
+        for line in describe(a):
+            out.print(escape(line), soft_wrap=True)
+    verb = "recorded" if yes else "would record (dry run; add --yes)"
+    err.print(f"{verb} {len(result.recorded)} action(s); {result.already} done before")

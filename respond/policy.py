@@ -8,9 +8,11 @@ The policy file (`--policy FILE`, `$IISWATCH_RESPOND_POLICY`, or
 
     never_block = ["198.51.100.7", "192.0.2.0/24"]   # addresses or networks
 
-    [auto]                      # off unless rules are named here; every run is recorded
+    [auto]                      # off unless rules are named here; every action is recorded
     rules = ["webshell_exec"]   # alerts of these rules block their source for `block_for`
     block_for = "24h"
+    hosts = ["web01"]           # where (alerts do not say which host)
+    site = "Default Web Site"   # optional
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class AutoPolicy(BaseModel):
 
     rules: tuple[str, ...] = ()
     block_for: str = "24h"
+    hosts: tuple[str, ...] = ()
+    site: str | None = None
 
 
 class Policy(BaseModel):

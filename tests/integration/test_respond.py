@@ -411,3 +411,50 @@ def test_cli_refuses_private_addresses_and_paths_out_of_the_root(names: list[str
     )
     assert escape.returncode == 2
     assert "could leave the web root" in escape.stderr
+
+
+def test_the_automatic_policy_blocks_sources_of_named_rules_once_and_records_it(
+    names: list[str], responder: Elasticsearch, admin_es: Elasticsearch
+) -> None:
+    from iiswatch.respond.auto import REQUESTED_BY, run_auto
+    from iiswatch.respond.policy import AutoPolicy
+
+    name = f"respond-auto-{os.getpid()}"
+    names.append(name)
+    index = f"iiswatch-alerts-respondtest-{os.getpid()}"
+    now = datetime.now(UTC).isoformat()
+    docs = [
+        ("a1", "webshell_exec", [ATTACKER, "10.0.0.8"]),
+        ("a2", "sqli_union", ["198.51.100.99"]),  # not a named rule
+    ]
+    for alert_id, rule, ips in docs:
+        admin_es.index(
+            index=index,
+            id=alert_id,
+            document={
+                "@timestamp": now,
+                "alert_id": f"{alert_id}-{os.getpid()}",
+                "rule": {"id": rule},
+                "source": {"ip": ips},
+            },
+            refresh=True,
+        )
+    try:
+        off = run_auto(responder, Policy(), timedelta(hours=1), yes=True)
+        assert off.recorded == []  # off by default
+        policy = Policy(auto=AutoPolicy(rules=("webshell_exec",), hosts=(name,)))
+        dry = run_auto(responder, policy, timedelta(hours=1), yes=False)
+        assert [a.target.ip for a in dry.recorded] == [ATTACKER]
+        assert store.search(responder, host=name) == []
+        first = run_auto(responder, policy, timedelta(hours=1), yes=True)
+        again = run_auto(responder, policy, timedelta(hours=1), yes=True)
+        assert len(first.recorded) == 1 and "10.0.0.8" in first.refused[0]
+        assert (again.recorded, again.already) == ([], 1)
+        (action,) = store.search(responder, host=name)
+        assert (action.auto_rule, action.requested_by, action.target.ip) == (
+            "webshell_exec",
+            REQUESTED_BY,
+            ATTACKER,
+        )
+    finally:
+        admin_es.indices.delete(index=index, ignore_unavailable=True)
