@@ -34,9 +34,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def agent_may_act_for(tokens: TokenStore, agent: str, host: str) -> bool:
-    """Whether `agent`'s token may fetch and report actions of `host`. Tokens are not bound
-    to hosts yet (issue 10 binds them): the binding is to be checked here."""
-    return valid_name(host)
+    """Whether `agent`'s token may fetch, report and send evidence for `host`'s actions.
+    Until tokens are bound to hosts (issue 10: check that binding here instead), an agent
+    acts only for the host of its own name, so one host's token cannot pull another's
+    actions (an agent whose `host` differs from its `name` gets none)."""
+    return valid_name(host) and host == agent
 
 
 def action_routes(collector: Collector, tokens: TokenStore) -> list[Route]:

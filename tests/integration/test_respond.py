@@ -251,7 +251,7 @@ def test_an_agent_that_does_not_allow_a_kind_refuses_it_and_changes_nothing(
         assert not (h.runner.quarantine_dir).exists()
 
 
-def test_an_agent_cannot_fetch_or_report_another_hosts_actions_without_a_token(
+def test_an_agent_cannot_fetch_or_report_another_hosts_actions(
     tmp_path: Path, collector: Any, names: list[str], responder: Elasticsearch
 ) -> None:
     web = host(tmp_path, collector, names, "tok", ("block_ip",))
@@ -265,10 +265,15 @@ def test_an_agent_cannot_fetch_or_report_another_hosts_actions_without_a_token(
     )
     submit(responder, p)
     stranger = ActionsClient(collector[0].url, lambda: "not-a-token", ca=None, timeout=60)
+    other = host(tmp_path, collector, names, "other", ("block_ip",))
     from iiswatch.respond.agent import CollectorError
 
     with pytest.raises(CollectorError, match="401"):
         stranger.poll(web.name)
+    with pytest.raises(CollectorError, match="403"):
+        other.runner.client.poll(web.name)  # another host's valid token
+    with pytest.raises(CollectorError, match="403"):
+        other.runner.client.report(web.name, p.actions[0].id, {"state": "applied", "message": "x"})
     assert action_doc(responder, p.actions[0].id)["state"] == "pending"
 
 
