@@ -188,7 +188,7 @@ class ActionRunner:
             if kind is Kind.BLOCK_IP:
                 return self._block(str(a["id"]), target, a.get("expires_at"))
             if kind is Kind.UNBLOCK_IP:
-                return self._unblock(str(a.get("lifts") or ""), target, State.LIFTED)
+                return self._lift(str(a.get("lifts") or ""), target)
             return self._quarantine(str(a["id"]), target)
         except IiswatchError as e:
             msg = e.message + (f" ({e.hint})" if e.hint else "")
@@ -258,6 +258,18 @@ class ActionRunner:
             message=f"{ip} no longer denied on site {site}",
             changes=[what] if changed else [],
         )
+
+    def _lift(self, block_id: str, target: dict[str, Any]) -> Result:
+        """`respond unblock`: lift a block this agent applied; the block's own document is
+        told too (state `lifted`). A block this agent has no record of is left alone."""
+        if block_id not in self.state["blocks"]:
+            return Result(
+                state=State.FAILED,
+                message=f"no block {block_id} applied by this agent on {self.host}: unchanged",
+            )
+        lifted = self._unblock(block_id, target, State.LIFTED)
+        self._queue_report(block_id, lifted)
+        return Result(state=State.APPLIED, message=lifted.message, changes=lifted.changes)
 
     def _expire(self) -> None:
         now = self.clock()

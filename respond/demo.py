@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from rich.markup import escape
+
 from iiswatch.alerting.config import RequestTrackerDestination
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
@@ -123,7 +125,7 @@ def demo_response(
     dry += describe(block.actions[0])
     dry += [f"$ iiswatch respond quarantine --path {shlex.quote(shell_path)} {common}"]
     dry += describe(pull.actions[0])
-    say("10. Response: the dry run", "\n".join(dry))
+    say("10. Response: the dry run", escape("\n".join(dry)))  # `[ipAddress=...]` is not markup
 
     proc, url = _start_collector(archive, iis / "archive.key")
     try:
@@ -148,18 +150,14 @@ def demo_response(
     denied = XmlIpSecurity(config, SITE).denied()
     moved = sorted((iis / "agent-state" / "quarantine").glob("*.quarantined"))
     ok = denied == [attacker] and not shell.exists() and len(moved) == 1
-    say(
-        "10. Response: applied with --yes",
+    told_line = f"  ticket {ticket}: {told} result comment(s) after the request comments\n"
+    text = (
         f"recorded {block.actions[0].id} and {pull.actions[0].id}; the agent of {host} applied "
         f"them:\n  {config}: {attacker} denied for site {SITE!r}: {denied == [attacker]}\n"
         f"  {shell_path}: moved out of {root} to {moved[0] if moved else '-'} "
         f"(bytes archived as evidence in {archive})\n"
-        + (
-            f"  ticket {ticket}: {told} result comment(s) after the request comments\n"
-            if ticket
-            else ""
-        )
-        + "$ iiswatch respond list --host "
-        + host,
+        + (told_line if ticket else "")
+        + f"$ iiswatch respond list --host {host}"
     )
+    say("10. Response: applied with --yes", escape(text))
     return ok

@@ -463,3 +463,31 @@ def test_the_automatic_policy_blocks_sources_of_named_rules_once_and_records_it(
         )
     finally:
         admin_es.indices.delete(index=index, ignore_unavailable=True)
+
+
+def test_unblock_lifts_the_agents_block_and_tells_both_documents(
+    tmp_path: Path, collector: Any, names: list[str], responder: Elasticsearch
+) -> None:
+    from iiswatch.respond.plan import plan_unblock
+
+    web = host(tmp_path, collector, names, "lift", ("block_ip",))
+    block = plan_block(
+        [ATTACKER],
+        [web.name],
+        duration=timedelta(hours=1),
+        reason="r",
+        requested_by="t",
+        policy=Policy(),
+        site="Default Web Site",
+    )
+    submit(responder, block)
+    web.runner.round()
+    assert web.denied() == [ATTACKER]
+    lift = plan_unblock(responder, ATTACKER, [web.name], reason="false positive", requested_by="t")
+    assert [a.lifts for a in lift.actions] == [block.actions[0].id]
+    submit(responder, lift)
+    web.runner.round()
+    assert web.denied() == []
+    assert action_doc(responder, block.actions[0].id)["state"] == "lifted"
+    assert action_doc(responder, lift.actions[0].id)["state"] == "applied"
+    assert plan_unblock(responder, ATTACKER, [web.name], reason="r", requested_by="t").actions == []
