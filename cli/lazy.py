@@ -77,6 +77,11 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "silence_app",
         "Silences: keep matching alerts out of incidents and tickets until a time.",
     ),
+    "respond": (
+        "iiswatch.cli.respond",
+        "app",
+        "Response on the IIS host: block-ip, quarantine, unblock, list, show, sync.",
+    ),
     "crawlers": (
         "iiswatch.cli.crawlers",
         "app",

@@ -36,6 +36,7 @@ class Purpose(StrEnum):
     WRITER = "writer"  # create documents in the log and dead-letter indices, nothing else
     READER = "reader"  # search the logs
     ALERTING = "alerting"  # read logs, keep rule state and alerts
+    RESPONDER = "responder"  # record response actions (iiswatch respond), read incidents
 
 
 class Credentials(BaseModel):

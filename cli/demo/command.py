@@ -164,12 +164,18 @@ def demo(
 
     tickets = _detect_and_deliver(rng)
 
-    ok = attacker == manifest.attacker_ip and shell == manifest.shell_path and tickets
+    from iiswatch.respond.demo import demo_response  # step 10: block and quarantine
+
+    # the test IIS host lives beside the logs, never inside them (ingest reads that folder)
+    host_dir = target.with_name(target.name + "-respond")
+    responded = demo_response(host_dir, DEMO_HOST, attacker, shell, tickets, _say)
+    found = attacker == manifest.attacker_ip and shell == manifest.shell_path
+    ok = found and bool(tickets) and responded
     verdict = "[green]found the planted attacker and web shell[/]" if ok else "[red]missed[/]"
     _say(
         "Result",
         f"attacker {attacker}, web shell {escape(shell)}: {verdict}\n"
-        f"tickets for the web shell: {len(tickets)}\n"
+        f"tickets for the web shell: {len(tickets)}; blocked and quarantined: {responded}\n"
         "Open Kibana on this Elasticsearch with a data view `iis-*` to explore further.",
     )
     if not ok:

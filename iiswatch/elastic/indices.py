@@ -34,6 +34,8 @@ STATE_PATTERNS = (
     "iiswatch-incidents*",
     "iiswatch-silences*",
 )
+ACTION_PATTERNS = ("iiswatch-actions*",)  # response actions (respond/)
+RESPONDER_READ_PATTERNS = ("iiswatch-incidents*", "iiswatch-alerts*", "iis-*")
 
 
 def index_for(doc: dict[str, object]) -> str:

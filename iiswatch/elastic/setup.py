@@ -32,6 +32,7 @@ INDEX_TEMPLATES = {
     "iiswatch-alerts": "template-alerts.json",
     "iiswatch-integrity": "template-integrity.json",
     "iiswatch-incidents": "template-incidents.json",
+    "iiswatch-actions": "template-actions.json",
 }
 
 # Roles: what each purpose may do, and nothing more. The writer can create documents (and
@@ -40,7 +41,9 @@ ROLES: dict[str, dict[str, Any]] = {
     "iiswatch_writer": {
         "cluster": [],
         "indices": [
-            {"names": list(indices.WRITE_PATTERNS), "privileges": ["create_doc", "auto_configure"]}
+            {"names": list(indices.WRITE_PATTERNS), "privileges": ["create_doc", "auto_configure"]},
+            # the collector hands agents their actions and records what they report
+            {"names": list(indices.ACTION_PATTERNS), "privileges": ["read", "index"]},
         ],
     },
     "iiswatch_reader": {
@@ -56,12 +59,21 @@ ROLES: dict[str, dict[str, Any]] = {
             {"names": list(indices.STATE_PATTERNS), "privileges": ["all"]},
         ],
     },
+    # `iiswatch respond`: the only role that may create actions; reads the evidence
+    "iiswatch_responder": {
+        "cluster": [],
+        "indices": [
+            {"names": list(indices.ACTION_PATTERNS), "privileges": ["all"]},
+            {"names": list(indices.RESPONDER_READ_PATTERNS), "privileges": ["read"]},
+        ],
+    },
 }
 RELOAD_SECONDS = 6  # the node's file-watch interval (resource.reload.interval.high) plus slack
 USERS = {
     Purpose.WRITER: ("iiswatch_writer", ["iiswatch_writer"]),
     Purpose.READER: ("iiswatch_reader", ["iiswatch_reader"]),
     Purpose.ALERTING: ("iiswatch_alerting", ["iiswatch_alerting"]),
+    Purpose.RESPONDER: ("iiswatch_responder", ["iiswatch_responder"]),
 }
 
 

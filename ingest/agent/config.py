@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iiswatch import settings
 from iiswatch.errors import ConfigError
+from iiswatch.respond.agent_config import ActionsConfig
 
 Format = Literal["w3c", "iis", "ncsa", "httperr"]
 # Agent, host and site names become directory names in the collector's archive.
@@ -71,6 +72,7 @@ class AgentConfig(BaseModel):
     backoff_initial: float = Field(0.5, gt=0)
     backoff_max: float = Field(30.0, gt=0)
     flush_logbuffer_seconds: float = Field(0, ge=0)  # 0: off
+    actions: ActionsConfig | None = None  # [actions]: response actions (respond/); None: off
 
     @property
     def host_name(self) -> str:
@@ -87,15 +89,18 @@ def load_agent_config(path: Path | None, overrides: dict[str, Any]) -> AgentConf
     else:
         file = settings.TomlFile("", "command line")
     raw = file.data
-    unknown = sorted(set(raw) - {"agent", "inputs"})
+    unknown = sorted(set(raw) - {"agent", "inputs", "actions"})
     if unknown:
         raise ConfigError(
             f"{path}: unknown table(s): {', '.join(unknown)}",
-            "the agent config has an [agent] table and [[inputs]] entries",
+            "the agent config has an [agent] table, [[inputs]] entries and an optional "
+            "[actions] table",
         )
     data = dict(raw.get("agent", {}))
     if "inputs" in raw:
         data["inputs"] = raw["inputs"]
+    if "actions" in raw:
+        data["actions"] = raw["actions"]
     data.update({k: v for k, v in overrides.items() if v is not None})
     return file.validate(
         AgentConfig,

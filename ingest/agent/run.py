@@ -107,6 +107,13 @@ class Agent:
             insecure=cfg.insecure,
         )
         start_flusher(cfg.flush_logbuffer_seconds, self.stop)
+        if cfg.actions is not None:  # [actions]: poll for response actions in a thread
+            from iiswatch.respond.agent import start_action_runner
+
+            start_action_runner(
+                cfg.actions, cfg.host_name, cfg.state, cfg.collector, self._token, self.stop,
+                ca=cfg.ca, timeout=cfg.request_timeout,
+            )  # fmt: skip
         log.info(
             "agent %s (run %d) shipping %s to %s",
             cfg.name,

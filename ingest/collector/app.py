@@ -152,10 +152,13 @@ def create_app(
             return _error(401, "/metrics needs the metrics token", **{"WWW-Authenticate": "Bearer"})
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    from iiswatch.respond.collector_routes import action_routes
+
     return Starlette(
         routes=[
             Route("/v1/batch", batch, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
+            *action_routes(collector, tokens),  # response: /v1/actions, /v1/evidence
         ]
     )
