@@ -19,7 +19,9 @@ from iiswatch.cli import archive as archive_cli
 from iiswatch.cli import collector as collector_cli
 from iiswatch.cli import demo as demo_cli
 from iiswatch.cli import es as es_cli
+from iiswatch.cli import kibana as kibana_cli
 from iiswatch.cli import logs as logs_cli
+from iiswatch.cli import retention as retention_cli
 from iiswatch.cli import rules as rules_cli
 from iiswatch.cli.output import err
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
@@ -42,8 +44,10 @@ app.add_typer(collector_cli.app, name="collector")
 app.add_typer(archive_cli.app, name="archive")
 app.add_typer(alerting_cli.app, name="alerting")
 app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(kibana_cli.app, name="kibana")
 logs_cli.register(app)
 app.command()(demo_cli.demo)
+app.command()(retention_cli.retention)
 
 
 def _version(value: bool) -> None:

@@ -591,6 +591,7 @@ def up(
             if not _answers(info):
                 progress("the node is running but not answering yet; waiting")
                 _wait_ready(lay, info, t0 + timeout, progress, None)
+            if not lay.connection_file.exists():  # an earlier `up` timed out before writing it
                 _write_private(lay.connection_file, json.dumps(asdict(info), indent=2) + "\n")
             note = None
             if info.url != f"http://127.0.0.1:{port}":
