@@ -99,3 +99,10 @@ def test_an_unknown_field_is_caught() -> None:
     """The field check itself works: a mapping-less name is not in the logs view."""
     assert "url.no_such_field" not in view_fields()["iiswatch-logs"]
     assert not view_fields()["iiswatch-logs"]["url.original.text"].aggregatable
+
+
+def test_ticket_links_open_the_exported_logs_view() -> None:
+    from iiswatch.alerting.config import AlertingConfig
+    from iiswatch.kibana.objects import LOGS_VIEW
+
+    assert AlertingConfig().kibana_data_view == LOGS_VIEW
