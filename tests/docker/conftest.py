@@ -7,8 +7,6 @@ import os
 
 import pytest
 
-collect_ignore: list[str] = []
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if os.environ.get("IISWATCH_DOCKER_TESTS") == "1":
