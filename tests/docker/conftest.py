@@ -1,5 +1,6 @@
-"""Tests of the images in docker/ with the Docker SDK. Skipped unless IISWATCH_DOCKER_TESTS=1
-(they build images and start containers: minutes cold, about a minute warm)."""
+"""Tests of the images in docker/ with the Docker SDK. Skipped unless IISWATCH_DOCKER_TESTS=1:
+they build images (~10 min cold, ~30 s with the layer cache) and run the stack (several
+minutes: Elasticsearch starting in a container, and the rule's one-minute windows)."""
 
 from __future__ import annotations
 
