@@ -129,7 +129,7 @@ class Stack:
             assert rc == 0, f"{command} exited {rc}:\n{c.logs().decode()[-3000:]}"
             return str(out)
         finally:
-            c.remove(force=True)
+            c.remove(force=True, v=True)  # and its anonymous volumes (the images declare some)
 
     def make_certs(self) -> None:
         script = (
@@ -159,7 +159,7 @@ class Stack:
                 assert f is not None
                 return f.read()
         finally:
-            c.remove(force=True)
+            c.remove(force=True, v=True)  # and its anonymous volumes (the images declare some)
 
     def iiswatch(self, command: list[str], **volumes: str) -> str:
         """A one-shot iiswatch command on the host network with the state volume."""
