@@ -190,7 +190,9 @@ Destination = Annotated[
 
 class AlertingConfig(_Model):
     kibana_url: HttpUrl | None = None
-    kibana_data_view: str | None = None  # data view id for Discover links (default: Kibana's)
+    # the data view Discover links open: by default the one `iiswatch kibana export` ships
+    # (iiswatch.kibana.objects.LOGS_VIEW); None leaves it to Kibana
+    kibana_data_view: str | None = "iiswatch-logs"
     templates_dir: Path | None = None  # your own *.j2, looked up before the shipped ones
     evidence_lines: int = Field(default=10, ge=0, le=200)
     delivery: DeliverySettings = DeliverySettings()

@@ -82,6 +82,16 @@ LAZY: dict[str, tuple[str, str, str]] = {
         "app",
         "Response on the IIS host: block-ip, quarantine, unblock, list, show, sync.",
     ),
+    "kibana": (
+        "iiswatch.cli.kibana",
+        "app",
+        "Kibana content: data views, a saved search per rule, dashboards.",
+    ),
+    "retention": (
+        "iiswatch.cli.retention",
+        "retention",
+        "Delete log indices, dead letters and alerting state older than the configured ages.",
+    ),
     "crawlers": (
         "iiswatch.cli.crawlers",
         "app",
@@ -100,13 +110,13 @@ def load_command(name: str) -> click.Command:
     module, attr, _help = LAZY[name]
     obj: Any = getattr(importlib.import_module(module), attr)
     if isinstance(obj, typer.Typer):
-        sub = obj
+        obj.rich_markup_mode = None  # plain click help: rich would be imported for every --help
+        # a group even with one command (`kibana export`): get_command would collapse it
+        cmd: click.Command = typer.main.get_group(obj)
     else:
-        sub = typer.Typer()
+        sub = typer.Typer(rich_markup_mode=None)
         sub.command(name=name)(obj)
-    # plain click help: rich formatting would import rich for every --help
-    sub.rich_markup_mode = None
-    cmd = typer.main.get_command(sub)
+        cmd = typer.main.get_command(sub)
     cmd.name = name
     return cmd
 

@@ -37,14 +37,25 @@ def _check_format(fmt: str | None) -> str | None:
     return fmt
 
 
-def setup(json_out: bool = typer.Option(False, "--json", help="Print changes as JSON.")) -> None:
+def setup(
+    json_out: bool = typer.Option(False, "--json", help="Print changes as JSON."),
+    shards: int | None = typer.Option(
+        None, "--shards", min=1, help="Primary shards of new iiswatch indices (default 1)."
+    ),
+    replicas: int | None = typer.Option(
+        None, "--replicas", min=0,
+        help="Replicas of every iiswatch index, existing ones too (default 0; 1+ on a cluster).",
+    ),
+) -> None:  # fmt: skip
     """Install or update index templates, roles and least-privilege users (idempotent).
 
     Writes the generated credentials (0600) to the state dir; later commands pick the
     narrowest that fits: `ingest` can only create documents, `search` can only read.
     """
+    from iiswatch.elastic.setup import Layout
+
     es = client_for(Purpose.ADMIN)
-    changes = run_setup(es)
+    changes = run_setup(es, Layout(shards, replicas))
     if json_out:
         print_json([c.as_dict() for c in changes])
         return

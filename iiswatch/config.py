@@ -92,10 +92,22 @@ class ElasticsearchSettings(BaseModel):
         return url
 
 
+class RetentionSettings(BaseModel):
+    """Ages after which `iiswatch retention` deletes (durations: 400d, 12h)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    logs: str = "365d"  # monthly log indices, whole months
+    deadletter: str = "90d"
+    state: str = "30d"  # alerting window records and expired suppressions (>= 7d)
+    alerts: str | None = None  # the outbox: kept unless set
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    retention: RetentionSettings = RetentionSettings()
 
 
 class Connection(BaseModel):

@@ -134,6 +134,56 @@ def find_java(jvm_root: Path = JVM_ROOT, env: dict[str, str] | None = None) -> J
             return java
     raise NodeError(
         f"no Java {MIN_JAVA} or newer found (looked at $ES_JAVA_HOME and {jvm_root})",
-        hint="install one (e.g. apt-get install openjdk-21-jre-headless, or a Temurin JDK) "
-        "or set ES_JAVA_HOME to a JDK 21+",
+        hint=install_hint(_os_release()),
     )
+
+
+def _os_release(path: Path = Path("/etc/os-release")) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _os_fields(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+_TEMURIN = (
+    "install Temurin 21 from Adoptium's apt repository "
+    "(https://adoptium.net/installation/linux/: `apt-get install temurin-21-jre`), "
+    "or run Elasticsearch in a container (docker/elasticsearch)"
+)
+_OR_HOME = "; or set ES_JAVA_HOME to a JDK 21+"
+
+
+def install_hint(os_release: str) -> str:
+    """What to run on this system to get a Java 21: the distribution's own package where it
+    has one (Debian 13, Ubuntu 24.04, Fedora/RHEL 9), else Temurin or the container image.
+    Debian 12 has no Java 21 package (bookworm stops at 17)."""
+    f = _os_fields(os_release)
+    return _how_to_get(f) + _OR_HOME
+
+
+def _how_to_get(f: dict[str, str]) -> str:
+    distro = f.get("ID", "")
+    like = f.get("ID_LIKE", "").split()
+    version = f.get("VERSION_ID", "")
+    major = int(m.group()) if (m := re.match(r"\d+", version)) else 0
+    apt = "apt-get install openjdk-21-jre-headless"
+    if distro == "debian" and (major >= 13 or not version):  # no VERSION_ID: testing/sid
+        return apt
+    if distro == "ubuntu" and major >= 24:
+        return apt
+    if distro == "debian" and major:
+        return f"Debian {version} has no Java 21 package; {_TEMURIN}"
+    if distro == "ubuntu" and major:
+        return f"Ubuntu {version} has no Java 21 package; {_TEMURIN}"
+    if distro in ("fedora", "rhel", "rocky", "almalinux", "centos") or "rhel" in like:
+        return "dnf install java-21-openjdk-headless"
+    return _TEMURIN

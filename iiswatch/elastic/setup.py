@@ -116,7 +116,27 @@ def _normalised(d: Any) -> Any:
     return str(d)
 
 
-def install_templates(es: Elasticsearch) -> list[Change]:
+@dataclass(frozen=True)
+class Layout:
+    """Shards and replicas for every iiswatch index (None: the template's own, 1 and 0).
+    On a cluster, replicas >= 1 keep every index whole when a node is lost."""
+
+    shards: int | None = None
+    replicas: int | None = None
+
+    def apply(self, template: dict[str, Any]) -> dict[str, Any]:
+        if self.shards is None and self.replicas is None:
+            return template
+        t = json.loads(json.dumps(template))
+        index = t.setdefault("template", {}).setdefault("settings", {}).setdefault("index", {})
+        if self.shards is not None:
+            index["number_of_shards"] = self.shards
+        if self.replicas is not None:
+            index["number_of_replicas"] = self.replicas
+        return dict(t)
+
+
+def install_templates(es: Elasticsearch, layout: Layout = Layout()) -> list[Change]:
     changes = []
     body = load_mapping("component-ecs-common.json")
     try:
@@ -135,7 +155,7 @@ def install_templates(es: Elasticsearch) -> list[Change]:
         )
     )
     for name, filename in INDEX_TEMPLATES.items():
-        body = load_mapping(filename)
+        body = layout.apply(load_mapping(filename))
         try:
             cur = es.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
         except NotFoundError:
@@ -277,8 +297,27 @@ def _works(es: Elasticsearch, creds: Credentials) -> bool:
         probe.close()
 
 
-def run_setup(es: Elasticsearch) -> list[Change]:
+def set_replicas(es: Elasticsearch, replicas: int) -> list[Change]:
+    """Replicas are dynamic: existing iiswatch indices get the new count too (shards are
+    fixed at creation; a new count applies from the next monthly index)."""
+    changes = []
+    current = es.indices.get_settings(
+        index="iis-*,iiswatch-*", name="index.number_of_replicas", expand_wildcards="open"
+    )
+    for index, body in sorted(current.items()):
+        have = body["settings"]["index"]["number_of_replicas"]
+        if str(have) == str(replicas):
+            continue
+        es.indices.put_settings(index=index, settings={"index.number_of_replicas": replicas})
+        changes.append(Change("index replicas", index, "updated"))
+    return changes
+
+
+def run_setup(es: Elasticsearch, layout: Layout = Layout()) -> list[Change]:
     with backend_errors(es):
         # not ping()/info(): the minimal distribution has no `GET /` (rest-root module)
         es.cluster.health()
-        return install_templates(es) + ensure_indices(es) + install_security(es)
+        changes = install_templates(es, layout) + ensure_indices(es)
+        if layout.replicas is not None:
+            changes += set_replicas(es, layout.replicas)
+        return changes + install_security(es)

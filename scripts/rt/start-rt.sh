@@ -6,6 +6,7 @@
 #
 #   usage: scripts/rt/start-rt.sh [PORT]      (default 18080)
 #   env:   IISWATCH_RT_STATE_DIR  config, db, token, log, pid, mail (default /tmp/iiswatch-rt-PORT)
+#          IISWATCH_RT_HOST       address rt-server binds (default 127.0.0.1; the container: 0.0.0.0)
 #          IISWATCH_RT_PASSWORD   root password, applied when the db is created
 #
 # stdout: RT_URL, RT_REST, RT_USER, RT_PASSWORD, RT_TOKEN as KEY=VALUE lines, so
@@ -115,7 +116,7 @@ else
     log "starting rt-server on $URL"
     cd "$STATE"
     TMPDIR=$STATE setsid /usr/share/request-tracker5/libexec/rt-server \
-        --host 127.0.0.1 --port "$PORT" --max-workers 2 \
+        --host "${IISWATCH_RT_HOST:-127.0.0.1}" --port "$PORT" --max-workers 2 \
         > "$STATE/rt-server.log" 2>&1 < /dev/null &
     echo $! > "$PIDFILE"
 fi

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from iiswatch.elastic.java import (
+    _os_release,
     candidates,
     find_java,
     inspect,
+    install_hint,
     major_version,
     parse_release,
     parse_version_output,
@@ -127,3 +129,39 @@ def test_es_java_home_pointing_at_java_17_is_refused(tmp_path: Path) -> None:
 def test_es_java_home_without_java_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NodeError, match="does not contain a working bin/java"):
         find_java(tmp_path, env={"ES_JAVA_HOME": str(tmp_path / "nowhere")})
+
+
+# --- what `es up` tells a user with no Java 21 -------------------------------------------
+
+DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+DEBIAN_13 = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n'
+UBUNTU_2404 = 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'
+ROCKY_9 = 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.5"\n'
+
+
+@pytest.mark.parametrize("release", [DEBIAN_13, UBUNTU_2404])
+def test_hint_names_the_distribution_package_where_there_is_one(release: str) -> None:
+    hint = install_hint(release)
+    assert hint.startswith("apt-get install openjdk-21-jre-headless")
+    assert "ES_JAVA_HOME" in hint
+
+
+def test_hint_on_debian_12_says_there_is_no_package_and_what_instead() -> None:
+    hint = install_hint(DEBIAN_12)
+    assert "Debian 12 has no Java 21 package" in hint
+    assert "temurin-21-jre" in hint and "docker/elasticsearch" in hint
+    assert "openjdk-21" not in hint
+
+
+def test_hint_on_rhel_family_uses_dnf() -> None:
+    assert install_hint(ROCKY_9).startswith("dnf install java-21-openjdk-headless")
+
+
+def test_hint_without_os_release_still_says_what_to_do() -> None:
+    assert "temurin-21-jre" in install_hint("")
+
+
+def test_no_java_error_carries_this_systems_hint(tmp_path: Path) -> None:
+    with pytest.raises(NodeError) as err:
+        find_java(tmp_path / "empty", env={})
+    assert err.value.hint == install_hint(_os_release())
