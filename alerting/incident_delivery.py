@@ -28,9 +28,11 @@ from elasticsearch import ConflictError, Elasticsearch
 from iiswatch.alerting.config import AlertingConfig
 from iiswatch.alerting.delivery import Deliverer, backoff
 from iiswatch.alerting.incidents import LIVE, Incident, IncidentStore
-from iiswatch.alerting.risk import iso, parse_time, search_command, severity_rank
+from iiswatch.alerting.risk import search_command, severity_rank
 from iiswatch.alerting.templates import discover_url
 from iiswatch.errors import ConfigError, DeliveryError
+from iiswatch.fields import get_field
+from iiswatch.times import iso, time_or_none
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,27 @@ def _story(doc: Mapping[str, Any], kibana_url: str | None, data_view: str | None
             doc.get("last_event"),
         ),
         "discover_url": discover_url(kibana_url, link_alert, data_view),
+        "respond": _respond_commands(doc, findings),
     }
+
+
+def _respond_commands(doc: Mapping[str, Any], findings: list[dict[str, Any]]) -> list[str]:
+    """The ready `iiswatch respond` dry runs for an attacker's incident: block the address,
+    and quarantine each path a rule that opens incidents at once (the web-shell rules) saw."""
+    from iiswatch.respond.plan import ready_commands
+
+    if (doc.get("entity") or {}).get("field") != "source.ip":
+        return []  # blocking and quarantine act on an attacker's address
+    paths = sorted(
+        {
+            str(path)
+            for f in findings
+            if f.get("opens_at_once")
+            for sample in f.get("samples") or []
+            if (path := get_field(sample, "url.path"))
+        }
+    )
+    return ready_commands(str(doc["incident_id"]), tuple(paths))
 
 
 def _base(doc: Mapping[str, Any], story: dict[str, Any]) -> dict[str, Any]:
@@ -216,14 +238,14 @@ class IncidentDeliverer:
         if not d.get("pending"):
             return None
         if cur.state == "snoozed":
-            until = parse_time(cur.doc.get("snoozed_until"))
+            until = time_or_none(cur.doc.get("snoozed_until"))
             if until is None or until > now:
                 return None
-        nxt = parse_time(d.get("next_attempt_at"))
+        nxt = time_or_none(d.get("next_attempt_at"))
         if nxt is not None and nxt > now:
             return None
         claim = d.get("claim") or {}
-        until = parse_time(claim.get("until"))
+        until = time_or_none(claim.get("until"))
         if until is not None and until > now and claim.get("owner") != self.owner:
             return None
         doc = copy.deepcopy(cur.doc)

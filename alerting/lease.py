@@ -103,10 +103,11 @@ class Lease:
                 raise
 
     def release(self) -> None:
-        """Give the lease up now (clean shutdown), if we still hold it."""
+        """Give the lease up now (clean shutdown), if the document still names us. Not only
+        while we trust it: a pass longer than the TTL (a slow `--once`) would otherwise leave
+        the next start waiting out a lease nobody renews. The write is conditional, so a
+        service that took the lease over meanwhile keeps it."""
         with self._lock:
-            if not self.is_leader():
-                return
             self._valid_until = 0.0
             doc = self._get()
             if doc is None or doc["_source"].get("holder") != self.holder:

@@ -23,6 +23,7 @@ import orjson
 
 from iiswatch.alerting.templates import lucene_phrase
 from iiswatch.fields import get_field
+from iiswatch.times import iso, time_or_none
 
 SEVERITIES = ("low", "medium", "high", "critical")
 MAX_FINDING_SAMPLES = 5  # sample events kept per finding in an incident
@@ -36,22 +37,6 @@ class IncidentPolicy:
     entity: str = "source.ip"
     window: timedelta = timedelta(hours=24)
     threshold: int = 100
-
-
-def parse_time(text: Any) -> datetime | None:
-    if isinstance(text, datetime):
-        return text
-    if not isinstance(text, str):
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def severity_rank(severity: Any) -> int:
@@ -117,14 +102,14 @@ def finding_from_alert(
 
 def _last(f: Mapping[str, Any]) -> datetime:
     return (
-        parse_time(f.get("last_event"))
-        or parse_time(f.get("added"))
+        time_or_none(f.get("last_event"))
+        or time_or_none(f.get("added"))
         or datetime.min.replace(tzinfo=UTC)
     )
 
 
 def _first(f: Mapping[str, Any]) -> datetime:
-    return parse_time(f.get("first_event")) or _last(f)
+    return time_or_none(f.get("first_event")) or _last(f)
 
 
 def risk(findings: Sequence[Mapping[str, Any]], window: timedelta) -> int:
@@ -197,7 +182,7 @@ def summary(
 def search_command(entity: str, value: str, first: Any, last: Any) -> str:
     """The `iiswatch search` command that lists the entity's events over the incident's
     own event times (@timestamp), so a late or back-filled line is found too."""
-    t0, t1 = parse_time(first), parse_time(last)
+    t0, t1 = time_or_none(first), time_or_none(last)
     args = ["iiswatch", "search", f"{entity}:{lucene_phrase(value)}"]
     if t0 is not None and t1 is not None:
         args += ["--from", iso(t0), "--to", iso(t1 + timedelta(seconds=1))]

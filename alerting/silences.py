@@ -20,10 +20,10 @@ from typing import Any
 
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
-from iiswatch.alerting.risk import iso, parse_time
 from iiswatch.alerting.templates import get_field
 from iiswatch.elastic.client import backend_errors
 from iiswatch.errors import UsageError
+from iiswatch.times import iso, time_or_none
 
 SILENCES_INDEX = "iiswatch-silences"
 
@@ -60,10 +60,10 @@ class Silence:
         return cls(
             str(doc["silence_id"]),
             {str(k): str(v) for k, v in (doc.get("match") or {}).items()},
-            parse_time(doc.get("until")) or datetime.min.replace(tzinfo=UTC),
+            time_or_none(doc.get("until")) or datetime.min.replace(tzinfo=UTC),
             str(doc.get("reason", "")),
             str(doc.get("owner", "")),
-            parse_time(doc.get("created")) or datetime.min.replace(tzinfo=UTC),
+            time_or_none(doc.get("created")) or datetime.min.replace(tzinfo=UTC),
         )
 
 

@@ -41,6 +41,8 @@ def parse_time(text: str) -> datetime:
 
 def time_or_none(value: Any) -> datetime | None:
     """A time field of a stored document: None when it is absent, not text or unreadable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
         return None
     try:

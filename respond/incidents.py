@@ -9,9 +9,8 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from iiswatch.alerting.incidents import INCIDENTS_INDEX
 from iiswatch.errors import UsageError
-
-INCIDENTS_INDEX = "iiswatch-incidents"
 
 
 @dataclass(frozen=True)

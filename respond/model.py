@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from iiswatch.times import iso
+
 ACTIONS_INDEX = "iiswatch-actions"
 HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")]
 
@@ -39,10 +41,6 @@ FINAL_STATES = frozenset({State.FAILED, State.REFUSED, State.EXPIRED, State.LIFT
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def new_action_id(kind: Kind, when: datetime | None = None) -> str:

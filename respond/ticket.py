@@ -7,7 +7,8 @@ import urllib3
 
 from iiswatch.alerting.config import RequestTrackerDestination, resolve_secret
 from iiswatch.alerting.destinations.http import pool, request
-from iiswatch.respond.model import Action, Result, iso
+from iiswatch.respond.model import Action, Result
+from iiswatch.times import iso
 
 
 def comment_on_ticket(

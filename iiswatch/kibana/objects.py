@@ -23,6 +23,7 @@ from iiswatch.rules.model import Rule
 LOGS_VIEW = "iiswatch-logs"
 DEADLETTER_VIEW = "iiswatch-deadletter"
 ALERTS_VIEW = "iiswatch-alerts"
+INCIDENTS_VIEW = "iiswatch-incidents"
 
 # (view id, title = index pattern, display name, time field, templates whose fields it sees)
 DATA_VIEWS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
@@ -35,6 +36,13 @@ DATA_VIEWS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
         ("iiswatch-deadletter",),
     ),
     (ALERTS_VIEW, "iiswatch-alerts*", "iiswatch alerts", "@timestamp", ("iiswatch-alerts",)),
+    (
+        INCIDENTS_VIEW,
+        "iiswatch-incidents*",
+        "iiswatch incidents",
+        "@timestamp",
+        ("iiswatch-incidents",),
+    ),
 )
 
 _MIGRATION = {

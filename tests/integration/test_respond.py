@@ -21,6 +21,8 @@ from elasticsearch import Elasticsearch
 from lxml import etree
 
 from iiswatch.alerting.config import RequestTrackerDestination
+from iiswatch.alerting.incidents import INCIDENTS_INDEX, IncidentStore
+from iiswatch.alerting.risk import finding_from_alert
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.errors import UsageError
@@ -277,13 +279,35 @@ def test_an_agent_cannot_fetch_or_report_another_hosts_actions(
     assert action_doc(responder, p.actions[0].id)["state"] == "pending"
 
 
-def test_an_incident_id_is_refused_clearly_while_there_is_no_incidents_index(
-    responder: Elasticsearch, admin_es: Elasticsearch
+def test_an_incident_gives_its_addresses_and_hosts_by_id_or_prefix(
+    responder: Elasticsearch,
 ) -> None:
-    if admin_es.indices.exists(index="iiswatch-incidents"):
-        pytest.skip("an iiswatch-incidents index exists here")  # issue 9 merged
-    with pytest.raises(UsageError, match="no iiswatch-incidents index"):
-        read_incident(responder, "INC-1")
+    # an incident written by the alerting service's own store, as the service writes it
+    ip = "198.51.100.77"
+    alert = {
+        "alert_id": f"respond-test-{ip}",
+        "rule": {"id": "respond-test", "name": "respond test"},
+        "severity": "critical",
+        "risk_score": 99,
+        "group": {"source.ip": ip},
+        "source": {"ip": [ip]},
+        "first_event": "1995-03-04T05:06:07Z",
+        "last_event": "1995-03-04T05:07:07Z",
+        "event_count": 2,
+        "samples": [{"host": {"name": "web07"}, "url": {"path": "/uploads/x.aspx"}}],
+    }
+    alerting = client_for(Purpose.ALERTING)
+    store = IncidentStore(alerting)
+    store.ensure_index()
+    (incident,) = store.add(alert, finding_from_alert(alert), destinations=[])
+    try:
+        for ref in (incident.incident_id, incident.incident_id[:10]):
+            found = read_incident(responder, ref)
+            assert (found.id, found.ips, found.hosts) == (incident.incident_id, (ip,), ("web07",))
+        with pytest.raises(UsageError, match="no incident 'ffffffffffff'"):
+            read_incident(responder, "ffffffffffff")
+    finally:
+        alerting.delete(index=INCIDENTS_INDEX, id=incident.incident_id, refresh=True)
 
 
 def test_readers_and_the_alerting_service_cannot_record_actions(

@@ -52,3 +52,21 @@ def test_the_discover_link_of_an_incident_shows_the_entity_not_the_message_group
     message = open_message(doc, KIBANA)
     link = Templates(kibana_url=KIBANA).context(message)["discover_url"]
     assert "source.ip" in link and "incident" not in link.split("_a=")[1]
+
+
+def test_the_ticket_offers_respond_dry_runs_for_the_address_and_the_web_shell_paths() -> None:
+    doc, later = _incident()
+    # the web-shell finding opened the incident at once; its sample hit the shell's path
+    later["opens_at_once"] = True
+    later["samples"] = [{"url": {"path": "/uploads/sh ell.aspx"}}]
+    _, text = Templates(kibana_url=KIBANA).render_message(open_message(doc, KIBANA))
+    commands = [line.strip() for line in text.splitlines() if "iiswatch respond" in line]
+    assert commands == [
+        "iiswatch respond block-ip 0123456789abcdef --for 24h --reason 'incident 0123456789abcdef'",
+        "iiswatch respond quarantine 0123456789abcdef --path '/uploads/sh ell.aspx' "
+        "--reason 'incident 0123456789abcdef'",
+    ]
+    # the paths of findings that do not open incidents at once (a page probed) are not offered
+    later["opens_at_once"] = False
+    _, text = Templates(kibana_url=KIBANA).render_message(open_message(doc, KIBANA))
+    assert "quarantine" not in text and "respond block-ip" in text
