@@ -47,7 +47,7 @@ def _takeover(
     noise: str,
 ) -> None:
     a, b = ws.start(), ws.start()
-    time.sleep(2.5)
+    ws.wait_first_runs()
 
     ws.ingest(attacker)  # cmd=whoami: the web-shell rule opens the incident at once
     ws.ingest(bystander, query="noise=1")  # one 70-risk rule alone: no ticket

@@ -280,7 +280,7 @@ def test_an_agent_cannot_fetch_or_report_another_hosts_actions(
 
 
 def test_an_incident_gives_its_addresses_and_hosts_by_id_or_prefix(
-    responder: Elasticsearch,
+    responder: Elasticsearch, admin_es: Elasticsearch
 ) -> None:
     # an incident written by the alerting service's own store, as the service writes it
     ip = "198.51.100.77"
@@ -300,6 +300,7 @@ def test_an_incident_gives_its_addresses_and_hosts_by_id_or_prefix(
     store = IncidentStore(alerting)
     store.ensure_index()
     (incident,) = store.add(alert, finding_from_alert(alert), destinations=[])
+    admin_es.indices.refresh(index=INCIDENTS_INDEX)  # a prefix is searched, not got
     try:
         for ref in (incident.incident_id, incident.incident_id[:10]):
             found = read_incident(responder, ref)
