@@ -53,10 +53,28 @@ def decode_query(query: str) -> tuple[str, str]:
     return once, decode_once(once, plus_as_space=True)
 
 
-def detection_url(path: str | None, query: str | None) -> dict[str, str]:
+# The keyword fields keep terms up to `ignore_above` (8191) characters; a longer value is not
+# indexed at all, so padding a query past it would hide `cmd=whoami` from every rule. A longer
+# value is indexed as overlapping windows instead: any run of up to WINDOW - STEP characters
+# lies whole inside one of them, so a rule's pattern still finds the command in its window.
+MAX_TERM = 8191
+WINDOW = 4096
+STEP = 2048
+
+
+def term_windows(value: str) -> str | list[str]:
+    """`value` itself when Elasticsearch indexes it whole, else its overlapping windows."""
+    if len(value) <= MAX_TERM:
+        return value
+    starts = list(range(0, len(value) - WINDOW, STEP))
+    return [value[i : i + WINDOW] for i in starts] + [value[-WINDOW:]]
+
+
+def detection_url(path: str | None, query: str | None) -> dict[str, str | list[str]]:
     """The `iiswatch.url` object for a raw path and query (either may be missing).
 
     `uri` is the once-decoded path, then `?` and the once-decoded query when there is one.
+    A value too long to be indexed as one term is a list of windows (`term_windows`).
     """
     out: dict[str, str] = {}
     uri = ""
@@ -68,4 +86,4 @@ def detection_url(path: str | None, query: str | None) -> dict[str, str]:
         uri = f"{uri}?{out['query']}"
     if uri:
         out["uri"] = uri
-    return out
+    return {k: term_windows(v) for k, v in out.items()}

@@ -1,6 +1,14 @@
 from __future__ import annotations
 
-from iiswatch.ingest.normalize import decode_once, decode_path, decode_query, detection_url
+from iiswatch.ingest.normalize import (
+    MAX_TERM,
+    STEP,
+    WINDOW,
+    decode_once,
+    decode_path,
+    decode_query,
+    detection_url,
+)
 
 
 def test_a_path_is_decoded_once_and_twice() -> None:
@@ -41,3 +49,20 @@ def test_detection_url_joins_decoded_path_and_query() -> None:
 def test_detection_url_without_a_query_has_no_question_mark() -> None:
     assert detection_url("/", None) == {"path": "/", "path_twice": "/", "uri": "/"}
     assert detection_url(None, None) == {}
+
+
+def test_values_elasticsearch_indexes_whole_stay_one_string() -> None:
+    url = detection_url("/a.aspx", "q=" + "x" * (MAX_TERM - 2))
+    assert url["query"] == "q=" + "x" * (MAX_TERM - 2)
+
+
+def test_a_longer_value_becomes_overlapping_windows_that_hide_nothing() -> None:
+    query = "".join(f"{i:05d}&" for i in range(3000))  # 18,000 characters, every 6 unique
+    windows = detection_url("/a.aspx", query)["query"]
+    assert isinstance(windows, list)
+    assert all(len(w) <= MAX_TERM for w in windows)
+    assert windows[0] == query[:WINDOW] and windows[-1] == query[-WINDOW:]
+    # any run up to WINDOW - STEP characters long lies whole inside one window
+    run = WINDOW - STEP
+    for start in range(0, len(query) - run + 1, 97):
+        assert any(query[start : start + run] in w for w in windows), start
