@@ -33,7 +33,7 @@ from iiswatch.alerting.risk import (
     opens,
     summary,
 )
-from iiswatch.elastic.client import backend_errors
+from iiswatch.elastic.client import backend_errors, search_versioned
 from iiswatch.errors import UsageError
 
 INCIDENTS_INDEX = "iiswatch-incidents"
@@ -300,16 +300,5 @@ class IncidentStore:
     def _search(
         self, query: dict[str, Any], limit: int, sort: builtins.list[Any]
     ) -> builtins.list[Incident]:
-        with backend_errors(self.es):
-            r = self.es.search(
-                index=self.index,
-                query=query,
-                size=limit,
-                sort=sort,
-                seq_no_primary_term=True,
-                ignore_unavailable=True,
-            )
-        return [
-            Incident(dict(h["_source"]), int(h["_seq_no"]), int(h["_primary_term"]))
-            for h in r["hits"]["hits"]
-        ]
+        found = search_versioned(self.es, self.index, query, limit, sort)
+        return [Incident(*hit) for hit in found]

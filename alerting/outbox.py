@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
 
 from iiswatch.alerting.templates import group_ref
-from iiswatch.elastic.client import backend_errors
+from iiswatch.elastic.client import backend_errors, search_versioned
 from iiswatch.errors import IiswatchError, UsageError
 from iiswatch.times import iso, time_or_none
 
@@ -383,16 +383,5 @@ class Outbox:
     def _search(
         self, query: dict[str, Any], limit: int, sort: builtins.list[Any]
     ) -> builtins.list[Record]:
-        with backend_errors(self.es):
-            r = self.es.search(
-                index=self.index,
-                query=query,
-                size=limit,
-                sort=sort,
-                seq_no_primary_term=True,
-                ignore_unavailable=True,
-            )
-        return [
-            Record(dict(h["_source"]), int(h["_seq_no"]), int(h["_primary_term"]))
-            for h in r["hits"]["hits"]
-        ]
+        found = search_versioned(self.es, self.index, query, limit, sort)
+        return [Record(*hit) for hit in found]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from elasticsearch import (
@@ -97,3 +98,22 @@ def _reason(e: ApiError) -> str:
     if isinstance(err, dict):
         return str(err.get("reason") or err.get("type") or e.message)
     return str(e.message)
+
+
+def search_versioned(
+    es: Elasticsearch, index: str, query: dict[str, Any], limit: int, sort: list[Any]
+) -> list[tuple[dict[str, Any], int, int]]:
+    """A search's hits with what a conditional write back needs: (source, seq_no, primary
+    term). A missing index is no hits."""
+    with backend_errors(es):
+        r = es.search(
+            index=index,
+            query=query,
+            size=limit,
+            sort=sort,
+            seq_no_primary_term=True,
+            ignore_unavailable=True,
+        )
+    return [
+        (dict(h["_source"]), int(h["_seq_no"]), int(h["_primary_term"])) for h in r["hits"]["hits"]
+    ]
