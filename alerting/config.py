@@ -32,8 +32,9 @@ from pydantic import (
 
 from iiswatch import settings
 from iiswatch.alerting.service_config import ServiceSettings
+from iiswatch.environment import env, user_config_dir
 from iiswatch.errors import ConfigError
-from iiswatch.settings import Duration, env
+from iiswatch.settings import Duration
 
 SEVERITIES = ("low", "medium", "high", "critical")
 _SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
@@ -212,7 +213,7 @@ class AlertingConfig(_Model):
 
 
 def default_config_path() -> Path:
-    return Path(env("IISWATCH_ALERTING_CONFIG") or settings.user_config_dir() / "alerting.toml")
+    return Path(env("IISWATCH_ALERTING_CONFIG") or user_config_dir() / "alerting.toml")
 
 
 def parse_config(text: str, where: str = "<config>") -> AlertingConfig:

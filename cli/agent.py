@@ -19,10 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from iiswatch.cli.output import err, out, print_json
+from iiswatch.environment import env
 from iiswatch.errors import IiswatchError
 from iiswatch.ingest.agent.config import InputConfig, load_agent_config
 from iiswatch.ingest.agent.discover import Discovery, agent_config, discover, render_agent_config
-from iiswatch.settings import env
 
 app = typer.Typer(
     help="The agent on an IIS host: find its logs and ship them to a collector.",

@@ -12,8 +12,8 @@ from rich.text import Text
 
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.elastic import node
+from iiswatch.environment import env
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
-from iiswatch.settings import env
 
 app = typer.Typer(
     help="Run a local single-node Elasticsearch for iiswatch.",

@@ -129,6 +129,16 @@ class _Listed(TyperCommand):
 
 
 class LazyGroup(TyperGroup):
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        # Typer coerces an option's value through a pydantic adapter unless it is already a
+        # bool; the help and completion flags are None when not given, so every command
+        # would import pydantic (~0.1 s) just to read "not given" as False. Say False.
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.default is None:
+                p.default = False
+        return params
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY})
 

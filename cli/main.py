@@ -12,8 +12,8 @@ import typer
 
 from iiswatch import __version__
 from iiswatch.cli.lazy import LazyGroup
+from iiswatch.environment import env
 from iiswatch.errors import EXIT_BACKEND, IiswatchError
-from iiswatch.settings import env
 
 # Sub-apps and commands are listed in cli/lazy.py and imported only when they run, so
 # `--help` answers at once.

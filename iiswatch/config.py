@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from iiswatch import paths, settings
+from iiswatch.environment import env
 from iiswatch.errors import ConfigError
 
 
@@ -137,8 +138,8 @@ def load_settings(config_path: Path | None = None) -> Settings:
     file = settings.TomlFile.read(config_path or paths.config_file())
     data = dict(file.data)
     es = dict(data.get("elasticsearch", {}))
-    from_env = {key: var for key, var in ENV_OVERRIDES.items() if settings.env(var)}
-    es.update({key: settings.env(var) for key, var in from_env.items()})
+    from_env = {key: var for key, var in ENV_OVERRIDES.items() if env(var)}
+    es.update({key: env(var) for key, var in from_env.items()})
     data["elasticsearch"] = es
     origins: dict[tuple[str, ...], str] = {
         ("elasticsearch", key): var for key, var in from_env.items()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from iiswatch.settings import env, user_config_dir, xdg_dir
+from iiswatch.environment import env, user_config_dir, xdg_dir
 
 
 def _is_root() -> bool:

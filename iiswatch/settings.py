@@ -11,7 +11,6 @@ errors must carry line numbers, which the library does not give.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -26,42 +25,8 @@ from iiswatch.times import parse_duration
 
 M = TypeVar("M", bound=BaseModel)
 
-# Every environment variable iiswatch reads, and what it is for (README, `--help`).
-ENVIRONMENT = {
-    "IISWATCH_HOME": "state directory (node data, credentials, checkpoints)",
-    "IISWATCH_CACHE": "download cache (the Elasticsearch distribution)",
-    "IISWATCH_CONFIG": "the Elasticsearch config file (default ~/.config/iiswatch/config.toml)",
-    "IISWATCH_ALERTING_CONFIG": "the alerting config file (default ~/.config/iiswatch/"
-    "alerting.toml)",
-    "IISWATCH_RULES_DIR": "folder of rule files (default: the installed searches/)",
-    "IISWATCH_ES_URL": "an existing cluster's URL (instead of the local node)",
-    "IISWATCH_ES_API_KEY": "its API key",
-    "IISWATCH_ES_USERNAME": "or a user name",
-    "IISWATCH_ES_PASSWORD": "and password",
-    "IISWATCH_ES_CA_CERTS": "the CA that signed its certificate",
-    "IISWATCH_ES_VERSION": "Elasticsearch version `es up` installs",
-    "IISWATCH_ES_PORT": "HTTP port of the local node",
-    "IISWATCH_DEBUG": "print tracebacks (set by --debug)",
-}
 # Keys whose values are never echoed in an error (they may hold a secret).
 SECRET_KEYS = frozenset({"token", "password", "api_key", "url", "headers", "env", "auth"})
-
-
-def env(name: str) -> str | None:
-    """An iiswatch environment variable; unset and empty are the same (None)."""
-    if name not in ENVIRONMENT:
-        raise AssertionError(f"{name} is not in iiswatch.settings.ENVIRONMENT")
-    return os.environ.get(name) or None
-
-
-def xdg_dir(var: str, default: str) -> Path:
-    """An XDG base directory (`$XDG_DATA_HOME`, ...), else its default under the home."""
-    return Path(os.environ.get(var) or Path.home() / default)
-
-
-def user_config_dir() -> Path:
-    """`$XDG_CONFIG_HOME/iiswatch`, else ~/.config/iiswatch."""
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "iiswatch"
 
 
 def _duration(value: Any) -> timedelta:

@@ -33,7 +33,7 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
-from iiswatch import paths, settings
+from iiswatch import environment, paths
 from iiswatch.elastic.java import find_java
 from iiswatch.errors import NodeError, UsageError
 
@@ -149,7 +149,7 @@ class NodeStatus:
 
 
 def resolve_version(version: str | None = None) -> str:
-    v = version or settings.env("IISWATCH_ES_VERSION") or DEFAULT_VERSION
+    v = version or environment.env("IISWATCH_ES_VERSION") or DEFAULT_VERSION
     if not re.fullmatch(r"\d+\.\d+\.\d+", v):
         raise UsageError(f"not an Elasticsearch version: {v!r}", hint="use e.g. 9.5.4")
     return v
@@ -157,7 +157,7 @@ def resolve_version(version: str | None = None) -> str:
 
 def resolve_port(port: int | None = None) -> int:
     if port is None:
-        env = settings.env("IISWATCH_ES_PORT")
+        env = environment.env("IISWATCH_ES_PORT")
         try:
             port = int(env) if env else DEFAULT_PORT
         except ValueError:

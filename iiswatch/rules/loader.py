@@ -19,9 +19,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from iiswatch.environment import env
 from iiswatch.errors import RuleError
 from iiswatch.rules.model import Rule, shape_issues
-from iiswatch.settings import env
 from iiswatch.times import DURATION_HINT
 
 RULES_DIR_ENV = "IISWATCH_RULES_DIR"
