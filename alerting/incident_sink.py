@@ -91,15 +91,24 @@ class IncidentSink:
                 )
         return new
 
+    def has_fresh(self) -> bool:
+        """Work stored since the last pass took its list (a pass may be running)."""
+        with self._lock:
+            return bool(self._fresh) or self.plain.has_fresh()
+
     def deliver(self) -> list[Any]:
-        """The plain outbox's pass, then the incidents: those just changed (read in real
-        time), then whatever else is due."""
-        reports: list[Any] = self.plain.deliver()
+        """The incidents just changed (read in real time) first: they are what an on-call
+        person waits for; then the plain outbox's pass, then whatever else is due."""
         with self._lock:
             fresh, self._fresh = list(dict.fromkeys(self._fresh)), []
+        reports: list[Any] = []
         try:
             if fresh:
                 reports += self.incident_deliverer.deliver_pending(ids=fresh)
+        except Exception:
+            log.exception("incident delivery pass failed")
+        reports += self.plain.deliver()
+        try:
             reports += self.incident_deliverer.deliver_pending()
         except Exception:
             log.exception("incident delivery pass failed")

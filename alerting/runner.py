@@ -129,10 +129,12 @@ class RuleRunner:
         *,
         self_alerts: Any = None,  # deadman.SelfMonitor: gap and error alerts
         index: str | None = None,
+        on_stored: Callable[[], None] | None = None,  # a window's alerts are in the sink
     ) -> None:
         self.es = es
         self.settings = settings
         self.sink = sink
+        self.on_stored = on_stored
         self.ledger = Ledger(es)
         self.status = StatusStore(es)
         self.self_alerts = self_alerts
@@ -202,6 +204,8 @@ class RuleRunner:
         outcome, alerts = evaluate_ingest_window(self.es, rule, w, now, state, index=self.index)
         if alerts:
             self.sink(alerts, destinations_of(rule, self.settings.default_destinations), rule)
+            if self.on_stored is not None:
+                self.on_stored()
         state.flush()  # only now: the alerts are safe in the outbox
         outcome.duration_ms = int((time.monotonic() - t0) * 1000)
         record = {"rule": {"id": rule.rule_id, "name": rule.name}, "started": started}
