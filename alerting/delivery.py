@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,11 +91,13 @@ class Deliverer:
         self.templates = templates or Templates.from_config(config)
         self.sleep = sleep
         self._destinations: dict[str, Destination] = {}
+        self._building = threading.Lock()  # incidents are delivered from several threads
 
     def destination(self, name: str) -> Destination:
-        if name not in self._destinations:
-            self._destinations[name] = build(name, self.config, self.templates)
-        return self._destinations[name]
+        with self._building:
+            if name not in self._destinations:
+                self._destinations[name] = build(name, self.config, self.templates)
+            return self._destinations[name]
 
     # -- one pass -------------------------------------------------------------------------
 

@@ -86,15 +86,20 @@ def evaluate_ingest_window(
     state: EsState | MemoryState,
     *,
     index: str | None = None,
+    on_alerts: Callable[[list[Alert]], None] | None = None,
 ) -> tuple[WindowOutcome, list[Alert]]:
     """The alerts of `rule` for the ingest-time window `w` (module docstring), with the
-    counts that say why nothing fired. Writes nothing but through `state`."""
+    counts that say why nothing fired. Writes nothing but through `state`, and `on_alerts`
+    (given the alerts before the counting, which only explains the outcome, so that
+    storing them does not wait for it)."""
     t0 = time.monotonic()
     evaluated = window_rule(rule, w)
     start = w.start - rule.schedule.lookback
     alerts = evaluate(
         es, evaluated, start, w.end, time_field=INGESTED, now=now, index=index, state=state
     )
+    if alerts and on_alerts is not None:
+        on_alerts(alerts)
     # hits: the window's new events only (context events were counted in their own window)
     hits, excepted = count_hits(
         es, rule, w.start, w.end, time_field=INGESTED, today=now.date(), index=index
@@ -129,10 +134,12 @@ class RuleRunner:
         *,
         self_alerts: Any = None,  # deadman.SelfMonitor: gap and error alerts
         index: str | None = None,
+        on_stored: Callable[[], None] | None = None,  # a window's alerts are in the sink
     ) -> None:
         self.es = es
         self.settings = settings
         self.sink = sink
+        self.on_stored = on_stored
         self.ledger = Ledger(es)
         self.status = StatusStore(es)
         self.self_alerts = self_alerts
@@ -199,9 +206,15 @@ class RuleRunner:
         t0 = time.monotonic()
         started = iso(datetime.now(UTC))
         state = EsState(self.es)
-        outcome, alerts = evaluate_ingest_window(self.es, rule, w, now, state, index=self.index)
-        if alerts:
+
+        def store(alerts: list[Alert]) -> None:
             self.sink(alerts, destinations_of(rule, self.settings.default_destinations), rule)
+            if self.on_stored is not None:
+                self.on_stored()
+
+        outcome, alerts = evaluate_ingest_window(
+            self.es, rule, w, now, state, index=self.index, on_alerts=store
+        )
         state.flush()  # only now: the alerts are safe in the outbox
         outcome.duration_ms = int((time.monotonic() - t0) * 1000)
         record = {"rule": {"id": rule.rule_id, "name": rule.name}, "started": started}

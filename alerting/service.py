@@ -45,6 +45,16 @@ def enabled(rules: list[Rule], settings: ServiceSettings) -> list[Rule]:
     return [r for r in rules if r.enabled and r.rule_id not in off and r.name.lower() not in off]
 
 
+def rule_jitter(rule: Rule, jitter: timedelta) -> timedelta:
+    """The random delay of a rule's runs. Jitter spreads the load of many rules due at the
+    same boundary; a rule that opens an incident at once is one small query whose whole
+    point is a ticket within seconds, so it runs on the boundary (+ settle) exactly. Other
+    rules: the service's jitter, at most a quarter of the interval."""
+    if rule.opens_incident == "always":
+        return timedelta(0)
+    return min(jitter, rule.schedule.interval / 4)
+
+
 @dataclass
 class RuleSet:
     """The rules in force and the file state they were loaded from."""
@@ -93,7 +103,11 @@ class AlertingService:
         self.lease = Lease(es, settings.lease_name, ttl=settings.lease_ttl, holder=holder)
         self.sink = make_sink(es, config, settings, owner=self.lease.holder)
         self.monitor = SelfMonitor(es, settings, self.sink)
-        self.runner = RuleRunner(es, settings, self.sink, self_alerts=self.monitor)
+        # delivery starts as soon as a window's alerts are stored, not after the run's
+        # bookkeeping (state, ledger, status), which would add their round trips to a ticket
+        self.runner = RuleRunner(
+            es, settings, self.sink, self_alerts=self.monitor, on_stored=self._alerts_stored
+        )
         self.ruleset = RuleSet({}, {})
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -237,16 +251,24 @@ class AlertingService:
         result = self.runner.run(
             rule, keep_going=self._keep_going, first=self.ruleset.since.get(rule_id)
         )
-        if result.alerts or result.gap is not None or result.error is not None:
+        if result.gap is not None or result.error is not None:
+            self._wake("deliver")
+
+    def _alerts_stored(self) -> None:
+        if self.scheduler.running:
             self._wake("deliver")
 
     def _deliver_job(self) -> None:
-        if not self._keep_going():
-            return
-        try:
-            self.sink.deliver()
-        except Exception:
-            log.exception("delivery pass failed")
+        # a wake-up while a pass runs is skipped by the scheduler (one instance at a time),
+        # so the pass goes again at once for what was stored meanwhile
+        while self._keep_going():
+            try:
+                self.sink.deliver()
+            except Exception:
+                log.exception("delivery pass failed")
+                return
+            if not self.sink.has_fresh():
+                return
 
     def _auto_resolve_job(self) -> None:
         after = self.settings.auto_resolve_after
@@ -297,7 +319,7 @@ class AlertingService:
             if rid in old and old[rid] == rule:
                 continue
             interval = rule.schedule.interval
-            jitter = min(self.settings.jitter, interval / 4).total_seconds()
+            jitter = rule_jitter(rule, self.settings.jitter).total_seconds()
             self.scheduler.add_job(
                 self._rule_job,
                 IntervalTrigger(

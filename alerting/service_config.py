@@ -7,9 +7,11 @@ replicas and watches itself.
                              # + a bulk request in flight)
     catch_up = "1h"          # after downtime, evaluate at most this much of missed ingest
                              # time per rule; anything older is reported as a gap alert
-    jitter = "1s"            # random delay added to each rule run (spreads the load)
+    jitter = "1s"            # random delay added to each rule run (spreads the load; at
+                             # most a quarter of the interval; none for rules that open
+                             # an incident at once)
     reload_poll = "5s"       # how often rule files are checked for changes
-    deliver_every = "1s"     # delivery pass (also run right after a rule raised alerts)
+    deliver_every = "1s"     # delivery pass (also run as soon as a rule's alerts are stored)
     lease_name = "alerting"  # replicas sharing a lease name share the work
     lease_ttl = "15s"        # a dead leader is replaced within this (+ one renewal)
     disabled = []            # rule ids or names not to run

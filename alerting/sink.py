@@ -49,6 +49,11 @@ class OutboxSink:
             )
         return new
 
+    def has_fresh(self) -> bool:
+        """Alerts stored since the last pass took its list (a pass may be running)."""
+        with self._lock:
+            return bool(self._fresh)
+
     def deliver(self) -> list[Any]:
         """One pass: the alerts stored since the last pass, then whatever else is due
         (retries whose time has come, claims a dead process left behind)."""

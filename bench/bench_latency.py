@@ -190,7 +190,7 @@ def main() -> None:
         to = "Request Tracker" if rt else "a command writing ticket files"
         print(
             f"{args.events} events, the pack's web-shell rule every {interval.total_seconds():g} s,"
-            f" settle {args.settle}, delivery to {to}"
+            f" settle {args.settle}, delivery to {to}; load average {os.getloadavg()[0]:.1f}"
         )
         for i in range(args.events):
             time.sleep(rng.uniform(0.9, 1.6))  # lands anywhere in a window
@@ -275,6 +275,7 @@ def report(
         if v:
             print(f"{k:10} {statistics.median(v):7.3f} {pct(v, 95):7.3f} {max(v):7.3f}")
     if rows:
+        print(f"load average at the end {os.getloadavg()[0]:.1f} (2 cores)")
         p95 = pct([r["total"] for r in rows], 95)
         verdict = "meets" if p95 < GOAL else "MISSES"
         print(f"p95 line -> ticket {p95:.2f} s: {verdict} the {GOAL:g} s goal")

@@ -34,8 +34,9 @@ class Response:
 
 
 def pool(ca_certs: Path | None = None) -> urllib3.PoolManager:
-    # retries=False: the outbox decides when to try again, and records every attempt
-    kwargs: dict[str, Any] = {"retries": False}
+    # retries=False: the outbox decides when to try again, and records every attempt;
+    # maxsize: incidents are delivered a few at a time, each keeping its connection
+    kwargs: dict[str, Any] = {"retries": False, "maxsize": 4}
     if ca_certs is not None:
         kwargs["ca_certs"] = str(ca_certs)
     return urllib3.PoolManager(**kwargs)

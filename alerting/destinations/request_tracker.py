@@ -161,14 +161,18 @@ class RequestTracker(HttpDestination[RequestTrackerDestination]):
         alert_id = str(alert["alert_id"])
         idf, gf = self.cfg.alert_id_field, self.cfg.group_field
 
+        # the sender knows no earlier attempt can have reached RT (an incident's first
+        # claim to open its ticket, whose group is that incident): nothing to look up
+        first = bool(alert.get("first_open_attempt"))
+
         # 1. a ticket this alert already reached (an earlier attempt that we did not record)
-        done = self.search(f"CF.{{{idf}}} = {ticketsql_string(alert_id)}")
+        done = [] if first else self.search(f"CF.{{{idf}}} = {ticketsql_string(alert_id)}")
         if done:
             tid = str(done[0]["id"])
             return DeliveryResult(self.name, "reused", tid, self.ticket_url(tid))
 
         # 2. the group's ticket is still open: a comment, and the alert id added to it
-        if self.cfg.comment_when_open:
+        if self.cfg.comment_when_open and not first:
             open_ = self.search(
                 f"CF.{{{gf}}} = {ticketsql_string(group_ref(alert))} AND Status = '__Active__'"
             )

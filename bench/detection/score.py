@@ -4,6 +4,12 @@ rule and overall the attacker actors alerted (recall) and the benign actors aler
 positives). Seed 1 is the one the rules were tuned on; the others are held out and reported
 apart. Writes docs/detection.md unless --no-write. No assertions: a scorecard.
 
+It also groups each seed's alerts into incidents with the service's own code
+(`iiswatch.alerting.risk.offline_incidents`, what `rules run --incidents` prints, with the
+service's default `[service.incidents]` policy) and counts per seed the attackers that are
+in an incident and the benign actors that open one (an incident is about an address, so
+it counts every actor behind it).
+
 Needs a running Elasticsearch (the test node: `source scripts/test-env`). Each seed's index
 (`iis-access-1987.MM`) is deleted afterwards. The rules run with one site-local exception, as
 a deployment would add: the internal uptime monitors (10.250.0.0/24), with an owner and an
@@ -31,10 +37,13 @@ from ruamel.yaml import YAML
 
 from bench.detection import corpus as gen
 from bench.detection.fixtures import _read, tool_logs
+from iiswatch.alerting.risk import offline_incidents
+from iiswatch.alerting.service_config import IncidentSettings
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
 from iiswatch.ingest.batch import ingest_files
-from iiswatch.rules.loader import default_rules_dir
+from iiswatch.rules.loader import default_rules_dir, load_rules
+from iiswatch.times import format_duration
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "detection.md"
@@ -52,9 +61,15 @@ class SeedResult:
     alerts: list[dict[str, Any]]
     # rule name -> actor ids it alerted
     by_rule: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # as `--incidents` prints
 
     def alerted(self) -> set[str]:
         return set().union(*self.by_rule.values()) if self.by_rule else set()
+
+    def in_incident(self) -> dict[str, dict[str, Any]]:
+        """Actor id -> the incident its address is in."""
+        by_ip = {ip: inc for inc in self.incidents for ip in inc["source"]["ip"]}
+        return {a["actor"]: by_ip[a["ip"]] for a in self.actors if a["ip"] in by_ip}
 
 
 def overlay_rules(dest: Path, source: Path | None = None) -> Path:
@@ -102,6 +117,14 @@ def attribute(alert: dict[str, Any], actors: list[dict[str, str]]) -> set[str]:
     return {a["actor"] for a in actors if a["ip"] in ips and (ua is None or a["ua"] == ua)}
 
 
+def group_incidents(alerts: list[dict[str, Any]], rules_dir: Path) -> list[dict[str, Any]]:
+    """The incidents these alerts open, by the code `rules run --incidents` and the service
+    share, under the service's default policy (threshold, window, entity)."""
+    rules = {lr.rule.rule_id: lr.rule for lr in load_rules(rules_dir)}
+    pairs = [(a, rules[a["rule"]["id"]]) for a in alerts]
+    return offline_incidents(pairs, IncidentSettings().policy())
+
+
 def score_seed(seed: int, rules_dir: Path, keep: bool) -> SeedResult:
     corpus = gen.build(seed)
     index = f"iis-access-{corpus.start:%Y.%m}"
@@ -118,7 +141,9 @@ def score_seed(seed: int, rules_dir: Path, keep: bool) -> SeedResult:
     finally:
         if not keep:
             admin.indices.delete(index=index, ignore_unavailable=True)
-    result = SeedResult(seed, corpus.manifest(), alerts)
+    result = SeedResult(
+        seed, corpus.manifest(), alerts, incidents=group_incidents(alerts, rules_dir)
+    )
     for alert in alerts:
         result.by_rule[alert["rule"]["name"]].update(attribute(alert, result.actors))
     return result
@@ -161,6 +186,50 @@ def misses(results: list[SeedResult]) -> list[str]:
         for i in sorted(alerted):
             if next(a for a in r.actors if a["actor"] == i)["kind"] == "benign":
                 out.append(f"- seed {r.seed}: benign `{i}` ({cls[i]}) alerted by {rule_of[i]}")
+    return out or ["- none"]
+
+
+def incident_table(results: list[SeedResult]) -> list[str]:
+    """Per seed: attackers in an incident, benign actors that open one."""
+    lines = [
+        "| seed | incidents | attackers in an incident | benign actors in an incident |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        inside = r.in_incident()
+        atk = [a for a in r.actors if a["kind"] == "attack"]
+        ben = [a for a in r.actors if a["kind"] == "benign"]
+        n_atk = sum(1 for a in atk if a["actor"] in inside)
+        n_ben = sum(1 for a in ben if a["actor"] in inside)
+        lines.append(
+            f"| {r.seed} | {len(r.incidents)} | {n_atk}/{len(atk)} | {n_ben} of {len(ben)} |"
+        )
+    return lines
+
+
+def incident_misses(results: list[SeedResult]) -> list[str]:
+    """Attackers in no incident (with the rules that did alert on them and the risk they
+    add up to), and benign actors in one."""
+    out = []
+    for r in results:
+        inside = r.in_incident()
+        rules_of: dict[str, set[str]] = defaultdict(set)
+        for rule, ids in r.by_rule.items():
+            for i in ids:
+                rules_of[i].add(rule)
+        for a in r.actors:
+            if a["kind"] == "attack" and a["actor"] not in inside:
+                seen = ", ".join(sorted(rules_of[a["actor"]])) or "no alert"
+                out.append(
+                    f"- seed {r.seed}: attacker `{a['actor']}` ({a['class']}) in no incident"
+                    f" (alerted by: {seen})"
+                )
+            elif a["kind"] == "benign" and a["actor"] in inside:
+                inc = inside[a["actor"]]
+                out.append(
+                    f"- seed {r.seed}: benign `{a['actor']}` ({a['class']}) in incident"
+                    f" {inc['incident_id']} ({inc['opened_by']})"
+                )
     return out or ["- none"]
 
 
@@ -209,6 +278,21 @@ def report(tuned: list[SeedResult], held: list[SeedResult]) -> str:
         *table(tuned),
         "",
         *misses(tuned),
+        "",
+        "## Incidents (one ticket per attacker)",
+        "",
+        "The alerts above grouped as the alerting service groups them",
+        "(`iiswatch.alerting.risk`, what `iiswatch rules run --all --incidents` prints), with",
+        "its default policy: per address, a rule's highest risk_score counted once, an",
+        f"incident at risk {IncidentSettings().threshold} within"
+        f" {format_duration(IncidentSettings().window)}"
+        " or at once for a rule with `opens_incident: always`.",
+        "",
+        *incident_table(tuned + held),
+        "",
+        "Attackers in no incident, benign actors in one:",
+        "",
+        *incident_misses(tuned + held),
         "",
         "## Actors per seed",
         "",

@@ -385,12 +385,66 @@ def test_restarts_two_replicas_and_a_deliverer_that_died_give_one_ticket(bench: 
 def test_a_ticket_opened_by_a_deliverer_that_died_is_found_not_opened_again(
     bench: Bench,
 ) -> None:
-    sink = bench.sink()
+    sink = bench.sink("dying-leader")
     shell = rule("Test web shell died", 95, "critical", opens_incident="always")
-    sink([bench.alert(shell)], ["rt"], shell)  # no delivery pass: the process "died"
-    inc = bench.incident(sink)
-    build("rt", bench.config).deliver(open_message(inc.doc))  # RT took it before the crash
+    sink([bench.alert(shell)], ["rt"], shell)
+    iid = bench.incident(sink).incident_id
+    # the dying leader claims the incident, RT takes its ticket, and the process dies
+    # before recording it (its first claim: it did not look for an earlier ticket)
+    now = datetime.now(UTC)
+    claimed = sink.incident_deliverer._claim(iid, now)
+    assert claimed is not None
+    message = open_message(claimed.doc) | {"first_open_attempt": True}
+    build("rt", bench.config).deliver(message)
+    assert len(bench.tickets(iid)) == 1
+    # the next leader takes the incident over once the claim expired: a second claim to
+    # open the ticket, so it looks for one and finds it
+    later = now + bench.config.delivery.claim_timeout + timedelta(seconds=1)
     bench.es.indices.refresh(index=bench.index)  # the next leader finds it by a search
-    bench.sink("next-leader").deliver()
+    bench.sink("next-leader").incident_deliverer.deliver_pending(later)
+    assert len(bench.tickets(iid)) == 1
+    state = bench.incident(sink).delivery["states"]["rt"]
+    assert (state["action"], state["open_claims"]) == ("reused", 2)
+
+
+def test_a_first_claim_opens_its_ticket_without_looking_for_an_earlier_one(
+    bench: Bench,
+) -> None:
+    """RT's look-ups (two searches) are skipped only when no earlier attempt can have
+    reached RT: the incident's first claim to open its ticket."""
+    sink = bench.sink()
+    shell = rule("Test web shell first", 95, "critical", opens_incident="always")
+    rt_dest = sink.plain.deliverer.destination("rt")
+    searches: list[str] = []
+    real_search = rt_dest.search  # type: ignore[attr-defined]
+
+    def counting(query: str, *args: Any, **kwargs: Any) -> Any:
+        searches.append(query)
+        return real_search(query, *args, **kwargs)
+
+    rt_dest.search = counting  # type: ignore[attr-defined]
+    sink([bench.alert(shell)], ["rt"], shell)
+    sink.deliver()
+    inc = bench.incident(sink)
     assert len(bench.tickets(inc.incident_id)) == 1
-    assert bench.incident(sink).delivery["states"]["rt"]["action"] == "reused"
+    assert inc.delivery["states"]["rt"]["action"] == "created"
+    assert searches == []
+
+
+def test_a_burst_of_attackers_in_one_pass_gets_one_ticket_each(bench: Bench) -> None:
+    """The incidents of one pass are delivered side by side; each still gets exactly one
+    ticket, and a later finding of each a comment on its own."""
+    sink = bench.sink()
+    shell = rule("Test web shell burst", 95, "critical", opens_incident="always")
+    probe = rule("Test probe burst", 30)
+    base = bench.ip.rsplit(".", 1)[0]
+    ips = [f"{base}.{i}" for i in range(1, 7)]
+    sink([bench.alert(shell, ip=ip) for ip in ips], ["rt"], shell)
+    sink.deliver()
+    sink([bench.alert(probe, ip=ip) for ip in ips], ["rt"], probe)
+    sink.deliver()
+    for ip in ips:
+        inc = bench.incident(sink, ip)
+        [ticket] = bench.tickets(inc.incident_id)
+        assert len(_bodies(bench.rt, ticket)) == 2, ip
+        assert inc.delivery["pending"] is False
