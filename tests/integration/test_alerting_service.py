@@ -409,23 +409,34 @@ def test_downtime_beyond_the_catch_up_limit_is_one_gap_alert_not_a_flood(
     ws: Workspace,
 ) -> None:
     rid = ws.whoami_rule()
-    ws.write_config(catch_up="3s")
+    # The limit must outlast a `--once` start-up on a loaded machine, or the new event's
+    # window would itself fall into the gap (not evaluated, by design: reported as a gap).
+    ws.write_config(catch_up="12s")
     ws.once()  # the rule's first run: its cursor
-    time.sleep(7)  # down for about 7 windows, the limit is 3
+    time.sleep(25)  # down for about 25 windows, the limit is 12
     ws.ingest("192.0.2.20")
     time.sleep(2.2)
     ws.once()
-    ws.once()  # and again: the gap is reported once
+    ws.once()  # and again: the gap is not reported again
     tickets = ws.delivered()
     gaps = [t for t in tickets if t["rule"]["id"] == GAP_RULE_ID and t["group"]["rule.id"] == rid]
-    assert len(gaps) == 1
-    assert ips_of(tickets, rid) == Counter({"192.0.2.20": 1})
     windows = ledger(ws.es, rid)
-    (gap,) = [w for w in windows if w["kind"] == "gap"]
-    assert gap["window"]["start"] == gaps[0]["window"]["start"]
+    gap_windows = [w["window"] for w in windows if w["kind"] == "gap"]
+    # one alert per gap, never two for one (a loaded machine may take longer than the limit
+    # between the two runs: that second, short gap is real and is its own alert)
+    assert sorted(g["window"]["start"] for g in gaps) == sorted(w["start"] for w in gap_windows)
+    assert len({g["window"]["start"] for g in gaps}) == len(gaps) >= 1
+    assert ips_of(tickets, rid) == Counter({"192.0.2.20": 1})
     assert_contiguous(windows)
-    evaluated_after_gap = [w for w in windows if w["window"]["start"] >= gap["window"]["end"]]
-    assert 3 <= len(evaluated_after_gap) <= 6  # the catch-up limit, plus the windows since
+    # the downtime is the first gap, and after it the limit's worth of windows is evaluated
+    downtime = min(gap_windows, key=lambda w: w["start"])
+    # one alert for the whole downtime (25 s down, 12 s caught up), not one per missed window
+    span = datetime.fromisoformat(downtime["end"]) - datetime.fromisoformat(downtime["start"])
+    assert span >= timedelta(seconds=8) and len(gaps) <= 2
+    after = [
+        w for w in windows if w["kind"] == "window" and w["window"]["start"] >= downtime["end"]
+    ]
+    assert len(after) >= 12
 
 
 def test_suppression_survives_a_restart_and_status_says_why_nothing_fired(
