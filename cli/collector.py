@@ -51,6 +51,12 @@ def run(
     body_min_rate: int = typer.Option(
         8192, "--body-min-rate", min=1, help="Slowest average body rate, bytes/s (408 below)."
     ),
+    max_connections: int = typer.Option(
+        4096,
+        "--max-connections",
+        min=2,
+        help="Open connections; past it the oldest that never completed a request is closed.",
+    ),
     metrics_token_file: Path | None = typer.Option(
         None, "--metrics-token-file", help="File with a bearer token /metrics then requires."
     ),
@@ -85,6 +91,7 @@ def run(
             keep_alive=keep_alive,
             body_idle_timeout=body_idle_timeout,
             body_min_rate=body_min_rate,
+            max_connections=max_connections,
         ),
         metrics_token=(
             metrics_token_file.read_text().strip() if metrics_token_file is not None else None

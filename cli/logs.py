@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 
 import orjson
 import typer
@@ -20,6 +21,7 @@ from iiswatch.errors import EXIT_BACKEND, UsageError
 from iiswatch.ingest.batch import IngestSummary, ingest_files
 from iiswatch.ingest.encoding import check_encoding
 from iiswatch.ingest.files import expand_inputs
+from iiswatch.ingest.host_path import LAYOUT_HINT, host_from_path, hosts_for
 from iiswatch.ingest.model import FORMATS, DeadLetter, ParseStats, Source
 from iiswatch.ingest.pipeline import parse_file, parse_stream
 
@@ -35,6 +37,12 @@ def _check_format(fmt: str | None) -> str | None:
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
     return fmt
+
+
+def _preview_host(path: Path) -> str:
+    """`parse` previews documents without ids: the path's host when it names one (as
+    `ingest` would take it), else this machine's name, as before."""
+    return host_from_path(path.absolute()) or socket.gethostname()
 
 
 def setup(
@@ -75,8 +83,11 @@ def parse(
     fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
     encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
-    host_name: str = typer.Option(
-        socket.gethostname(), "--host-name", help="host.name for events that do not log one."
+    host_name: str | None = typer.Option(
+        None,
+        "--host-name",
+        help=f"host.name for events that do not log one (default: from a {LAYOUT_HINT} "
+        "folder in the path, else this machine's name).",
     ),
 ) -> None:
     """Print one ECS document per log event as NDJSON; no Elasticsearch needed.
@@ -90,7 +101,7 @@ def parse(
         raise UsageError("standard input (-) can be read only once", "give - once")
     for item in files:
         if item == "-":
-            source = Source(path="-", host_name=host_name, file_id="stdin")
+            source = Source(path="-", host_name=host_name or socket.gethostname(), file_id="stdin")
             results = parse_stream(
                 sys.stdin.buffer, source, fmt=fmt, tz=tz, stats=stats, encoding=encoding
             )
@@ -99,7 +110,12 @@ def parse(
                 r
                 for path in expand_inputs([item])
                 for r in parse_file(
-                    path, host_name=host_name, fmt=fmt, tz=tz, stats=stats, encoding=encoding
+                    path,
+                    host_name=host_name or _preview_host(path),
+                    fmt=fmt,
+                    tz=tz,
+                    stats=stats,
+                    encoding=encoding,
                 )
             )
         for source, _offset, result in results:
@@ -121,10 +137,11 @@ def ingest(
     fmt: str | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
     encoding: str | None = typer.Option(None, "--encoding", help=ENCODING_HELP),
-    host_name: str = typer.Option(
-        socket.gethostname(),
+    host_name: str | None = typer.Option(
+        None,
         "--host-name",
-        help="The host the logs come from; part of each document id.",
+        help="The server that wrote the logs; part of each document id. Default: the "
+        f"folder below `hosts` in each path ({LAYOUT_HINT}); required when a path names none.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Documents per bulk request."),
@@ -134,8 +151,12 @@ def ingest(
     Each line gets an id from (host, file identity, byte offset): ingesting the same file
     again adds nothing. Unparseable lines are stored in the dead-letter index with the
     reason. Uses the writer credentials, which can create documents and nothing else.
+
+    The host is never guessed: --host-name, or a path laid out like the archive
+    (/cases/0412/hosts/web01/W3SVC1/u_ex240514.log is web01's), else exit 2.
     """
     files = expand_inputs(inputs)
+    hosts = hosts_for(files, host_name)
     es = client_for(Purpose.WRITER)
     total = sum(p.stat().st_size for p in files)
     show = not json_out and err.is_terminal
@@ -159,7 +180,7 @@ def ingest(
             summary = ingest_files(
                 es,
                 files,
-                host_name=host_name,
+                host_name=hosts,
                 fmt=_check_format(fmt),
                 tz=tz,
                 encoding=check_encoding(encoding),
@@ -169,7 +190,7 @@ def ingest(
     if json_out:
         print_json(summary.as_dict())
     else:
-        _print_summary(summary)
+        _print_summary(summary, sorted(set(hosts.values())))
     if summary.failed:
         err.print(
             f"[bold red]error:[/] {summary.failed} documents were not stored: "
@@ -182,10 +203,11 @@ def ingest(
         raise typer.Exit(EXIT_BACKEND)
 
 
-def _print_summary(s: IngestSummary) -> None:
+def _print_summary(s: IngestSummary, hosts: list[str]) -> None:
     table = Table(show_header=False, title="ingest summary", title_justify="left")
     for label, value in [
         ("files", f"{s.files:,}"),
+        ("host.name", escape(", ".join(hosts[:5]) + (" ..." if len(hosts) > 5 else ""))),
         ("lines read", f"{s.lines:,}"),
         ("events indexed", f"{s.indexed:,}"),
         ("already present", f"{s.already_present:,}"),

@@ -23,7 +23,7 @@ app = typer.Typer(
     help=(
         "Detection pipeline for Microsoft IIS logs on Elasticsearch.\n\n"
         "Start here: `iiswatch es up` (a local Elasticsearch), `iiswatch setup`, then "
-        "`iiswatch ingest LOGS...` and `iiswatch search 'url.extension:aspx'`."
+        "`iiswatch ingest LOGS... --host-name HOST` and `iiswatch search 'url.extension:aspx'`."
     ),
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help: rich costs more to import than the whole answer

@@ -4,7 +4,7 @@ and bulk-index the results, reporting what happened to each line."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ def ingest_files(
     es: Elasticsearch,
     files: list[Path],
     *,
-    host_name: str,
+    host_name: str | Mapping[Path, str],
     fmt: str | None = None,
     tz: str | None = None,
     encoding: str | None = None,
@@ -55,15 +55,17 @@ def ingest_files(
 ) -> IngestSummary:
     """Index every line of `files`. Documents that could not be stored even after retries
     are counted in `failed` (the caller reports them); running the same ingest again is
-    safe, since ids make it idempotent."""
+    safe, since ids make it idempotent. `host_name` is the host of every file, or each
+    file's own (see host_path.py)."""
     started = time.perf_counter()
     stats = ParseStats()
 
     def actions() -> Iterator[Action]:
         for path in files:
+            host = host_name if isinstance(host_name, str) else host_name[path]
             for source, offset, out in parse_file(
                 path,
-                host_name=host_name,
+                host_name=host,
                 fmt=fmt,
                 tz=tz,
                 stats=stats,

@@ -176,6 +176,33 @@ def tilde_enum(h: Hour, n: int) -> Actor:
     return a
 
 
+def _padding(h: Hour, n: int) -> str:
+    """Filler as evasion tools make it (letters, like a harmless parameter's value)."""
+    return "".join(
+        h.rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(n)
+    )
+
+
+def padded_webshell(h: Hour, n: int) -> Actor:
+    """Web-shell commands behind a parameter padded past the 8,191-character keyword limit."""
+    a = Actor(f"atk-padded-shell-{n}", "padded_webshell", "attack", h.public_ip(), h.browser())
+    t = h.t(0, 3000)
+    for cmd in ["cmd.exe /c whoami", "cmd.exe /c ipconfig /all"]:
+        pad = _padding(h, h.rng.randint(8300, 12000))
+        a.reqs.append(Req(t, "GET", "/uploads/thumb.aspx", q(v=pad, cmd=cmd), 200))
+        t += timedelta(seconds=h.rng.uniform(20, 60))
+    return a
+
+
+def padded_sqli(h: Hour, n: int) -> Actor:
+    """An SQL injection behind 5 KB of padding (past what many WAFs inspect)."""
+    a = Actor(f"atk-padded-sqli-{n}", "padded_sqli", "attack", h.public_ip(), h.browser())
+    pad = _padding(h, h.rng.randint(4500, 6000))
+    query = q(id="1", ref=pad, q="1' UNION SELECT name,password FROM users--")
+    a.reqs.append(Req(h.t(), "GET", "/product.aspx", query, 500))
+    return a
+
+
 ATTACKS: dict[str, tuple[Callable[[Hour, int], Actor], int]] = {
     "dirbust_browser_ua": (dirbust_browser_ua, 2),
     "fake_googlebot": (fake_googlebot, 2),
@@ -188,4 +215,6 @@ ATTACKS: dict[str, tuple[Callable[[Hour, int], Actor], int]] = {
     "cmd_double_encoded": (cmd_double_encoded, 1),
     "login_brute_force": (brute_force_browser_ua, 2),
     "iis_tilde": (tilde_enum, 1),
+    "padded_webshell": (padded_webshell, 1),
+    "padded_sqli": (padded_sqli, 1),
 }

@@ -9,7 +9,7 @@ every request, `/healthz` too, a 503. Instead:
 - a body must keep arriving: no pause longer than `body_idle_timeout`, and after a grace
   period no slower than `body_min_rate` bytes per second on average (`read_body`);
 - past `max_connections`, a new connection closes the oldest one that never completed a
-  request (a stranger's idle socket) rather than being refused;
+  request nor sent one's headers (a stranger's idle socket) rather than being refused;
 - work is limited per agent (`per_agent`) and for all authenticated agents together
   (`max_inflight`), checked after the token: requests without a valid token are answered 401
   before any body is read, so they never hold a slot.
@@ -100,18 +100,45 @@ class InFlight:
                 del self.per_agent[agent]
 
 
+def _closing(conn: Any) -> bool:
+    transport = getattr(conn, "transport", None)
+    return transport is None or transport.is_closing()
+
+
+def _stranger(conn: Any) -> bool:
+    """A connection that has neither completed a request nor sent one's headers: it costs
+    nothing to close. One whose headers are in is being answered: a 401 at once without a
+    token, else an agent's batch, which the body limits keep moving."""
+    if getattr(conn, "_served", True):
+        return False
+    http = getattr(conn, "conn", None)
+    return http is None or http.their_state is h11.IDLE
+
+
 def guarded_protocol(limits: Limits) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a header deadline and a connection cap (see the module)."""
 
     class GuardedH11Protocol(H11Protocol):
         _header_deadline: asyncio.TimerHandle | None = None
         _served = False  # completed at least one request: an agent, not an idle stranger
+        _opened = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if len(self.connections) > limits.max_connections:
-                strangers = [c for c in self.connections if not getattr(c, "_served", True)]
-                victim = strangers[0] if strangers else self
+            self._opened = time.monotonic()
+            # a connection being closed stays in the set until its connection_lost, which
+            # runs after every connection accepted in the same burst: not counted
+            live = [c for c in self.connections if not _closing(c)]
+            if len(live) > limits.max_connections:
+                # uvicorn keeps connections in a set: pick the oldest stranger by its own
+                # clock, so the newcomer (perhaps an agent) is refused only when every other
+                # connection is an agent's or busy with a request
+                strangers = [c for c in live if _stranger(c)]
+                victim = min(
+                    strangers,
+                    key=lambda c: (c is self, getattr(c, "_opened", 0.0)),
+                    default=self,
+                )
                 victim.transport.close()
             self._arm_header_deadline()
 

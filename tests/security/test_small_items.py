@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -112,3 +113,25 @@ def test_credentials_in_the_elasticsearch_url_are_never_echoed(tmp_path: Path) -
     assert run.returncode == 3, run.stdout + run.stderr
     assert "127.0.0.1:9" in run.stderr
     assert "s3cr3t-pw" not in run.stdout + run.stderr
+
+
+def test_re_ingesting_a_host_folder_without_the_flag_adds_nothing(
+    tmp_path: Path, month_1988: date, host_name: str
+) -> None:
+    """The old default (this machine's name) filed every event again under another host."""
+    first = tmp_path / "u_ex880101.log"
+    first.write_bytes(log_file(month_1988, 40))
+    again = tmp_path / "case" / "hosts" / host_name / "W3SVC1" / "u_ex880101.log"
+    again.parent.mkdir(parents=True)
+    again.write_bytes(first.read_bytes())
+
+    def ingest(*args: str) -> dict[str, int]:
+        run = subprocess.run(
+            [*CLI, "ingest", *args, "--json"], capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return json.loads(run.stdout)  # type: ignore[no-any-return]
+
+    assert ingest(str(first), "--host-name", host_name)["indexed"] == 40
+    summary = ingest(str(again))
+    assert (summary["indexed"], summary["already_present"]) == (0, 40)

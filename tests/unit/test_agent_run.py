@@ -55,6 +55,7 @@ class Receiver:
         self.attempts: list[dict[str, Any]] = []  # every request, decoded
         self.acked: list[dict[str, Any]] = []  # batches answered 200
         self.script: deque[int] = deque()
+        self.max_data: int | None = None  # 413 for a batch carrying more log bytes than this
         self.token = TOKEN
         self.lock = threading.Lock()
         receiver = self
@@ -71,8 +72,11 @@ class Receiver:
                 doc["_received"] = time.monotonic()
                 with receiver.lock:
                     receiver.attempts.append(doc)
+                    carried = sum(len(base64.b64decode(c["data"])) for c in doc["chunks"])
                     if self.headers.get("Authorization") != f"Bearer {receiver.token}":
                         status = 401
+                    elif receiver.max_data is not None and carried > receiver.max_data:
+                        status = 413
                     else:
                         status = receiver.script.popleft() if receiver.script else 200
                     if status == 200:
