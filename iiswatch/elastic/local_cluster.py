@@ -9,6 +9,7 @@ setup` and every other command find it through `connection.json` as "the local n
                        the keystore with the bootstrap password, the file realm's users/roles
     elastic.password   the `elastic` user's password, the same on every node
     connection.json    all the nodes' URLs, comma-separated
+    cluster.json       its shape (size, ports, heap, version), for `iiswatch es cluster down`
     nodes/<name>/      data/, logs/, node.pid of one node
 
 What differs per node (name, ports, data and log paths) is passed on its command line
@@ -40,6 +41,7 @@ from iiswatch.errors import NodeError, UsageError
 DEFAULT_SIZE = 3
 DEFAULT_HTTP_PORT = 9271
 DEFAULT_HEAP = "512m"
+SHAPE_FILE = "cluster.json"  # size, ports, heap, version: what `down` and `status` read back
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class LocalCluster:
         self.heap = single.check_heap(heap)
         self.shared = single.Layout(root or paths.es_state_dir())
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        first_transport = transport_port or http_port + 100
+        self.http_port, self.transport_port = http_port, transport_port or http_port + 100
+        first_transport = self.transport_port
         for port in (http_port, first_transport):
             single.resolve_port(port)
             single.resolve_port(port + size - 1)
@@ -109,6 +112,34 @@ class LocalCluster:
             )
             for i in range(size)
         ]
+
+    @classmethod
+    def recorded(cls, root: Path | None = None) -> LocalCluster | None:
+        """The cluster whose shape `up` recorded in this state dir, or None (never started
+        here, or a single node lives here)."""
+        root = root or paths.es_state_dir()
+        try:
+            shape = json.loads((root / SHAPE_FILE).read_text())
+            return cls(
+                size=int(shape["size"]),
+                http_port=int(shape["http_port"]),
+                transport_port=int(shape["transport_port"]),
+                heap=str(shape["heap"]),
+                version=str(shape["version"]),
+                root=root,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _record_shape(self) -> None:
+        shape = {
+            "size": len(self.nodes),
+            "http_port": self.http_port,
+            "transport_port": self.transport_port,
+            "heap": self.heap,
+            "version": self.version,
+        }
+        (self.shared.root / SHAPE_FILE).write_text(json.dumps(shape, indent=2) + "\n")
 
     @property
     def url(self) -> str:
@@ -155,7 +186,13 @@ class LocalCluster:
         cluster is yellow or better; writes connection.json."""
         deadline = time.monotonic() + timeout
         with single._locked(self.shared):
+            if (pid := single.running_pid(self.shared)) is not None:
+                raise NodeError(
+                    f"a single node (pid {pid}) runs in {self.shared.root}",
+                    hint="`iiswatch es down` first, or give the cluster another IISWATCH_HOME",
+                )
             install = self._prepare(progress)
+            self._record_shape()
             for n in self.nodes:
                 if self.pid(n) is None:
                     self._start(n, install)

@@ -625,6 +625,11 @@ def up(
                 note = f"already running on {info.url}; `iiswatch es down` first to change port"
             return UpResult(info, True, time.monotonic() - t0, note)
 
+        if _cluster_running(lay):
+            raise NodeError(
+                f"a local cluster runs in {lay.root}",
+                hint="`iiswatch es cluster down` first, or use another IISWATCH_HOME",
+            )
         if not _port_free(port):
             raise NodeError(
                 f"port {port} on 127.0.0.1 is already in use by another program",
@@ -666,6 +671,13 @@ def up(
         _wait_ready(lay, info, time.monotonic() + timeout, progress, proc)
         _write_private(lay.connection_file, json.dumps(asdict(info), indent=2) + "\n")
         return UpResult(info, False, time.monotonic() - t0)
+
+
+def _cluster_running(lay: Layout) -> bool:
+    """A node of a local cluster (iiswatch/elastic/local_cluster.py) runs from this state dir:
+    its config dir is shared, so a single node must not rewrite it."""
+    nodes = lay.root / "nodes"
+    return nodes.is_dir() and any(running_pid(Layout(d)) for d in nodes.iterdir() if d.is_dir())
 
 
 def _info_from_running(lay: Layout, pid: int) -> NodeInfo:
