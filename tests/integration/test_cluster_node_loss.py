@@ -31,13 +31,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from iiswatch.alerting.ledger import WINDOWS_INDEX
 from iiswatch.alerting.risk import incident_id
@@ -59,8 +59,10 @@ FIELDS = (
 HEADER = f"#Software: Microsoft Internet Information Services 10.0\r\n{FIELDS}\r\n".encode()
 PAGES = ["/", "/products.aspx", "/search.aspx", "/account/login.aspx", "/css/site.css"]
 COMMANDS = ["cmd=whoami", "cmd=Cmd.ExE+/c+dir", "cmd=net+user", "cmd=ipconfig+/all"]
-SECONDS = 24  # how long the log is written
-LOSS_AT = 7  # when the master is killed (seconds into the writing)
+# After the loss the log is written for AFTER seconds more; the second attacker starts 1 s
+# after the loss, the third 9 s after it (the first is under way before it).
+AFTER = 17.0
+LATER_ATTACKERS = (1.0, 9.0)
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +102,33 @@ def _service_env(cluster: LocalCluster, purpose: str, url: str | None = None) ->
 
 
 class LogWriter(threading.Thread):
-    """IIS writing one log for SECONDS: benign requests, attackers running web-shell commands
-    from their start second on, and now and then a line cut short (a dead letter)."""
+    """IIS writing one log: benign requests, a first attacker running web-shell commands from
+    the start, the later ones from their second after the loss (`lost_at`, set by the test)
+    on, and now and then a line cut short (a dead letter). It stops AFTER seconds after the
+    loss (or after `limit` seconds if the loss never comes)."""
 
-    def __init__(self, path: Path, attackers: dict[str, float], seed: int) -> None:
+    def __init__(
+        self, path: Path, first: str, later: dict[str, float], seed: int, limit: float = 600.0
+    ) -> None:
         super().__init__(daemon=True)
-        self.path, self.attackers, self.rng = path, attackers, random.Random(seed)
+        self.path, self.first, self.later = path, first, later
+        self.rng, self.limit = random.Random(seed), limit
+        self.lost_at: float | None = None  # seconds into the writing
         self.events = 0
         self.malformed = 0
         self.t0 = 0.0
         self.error: BaseException | None = None
+
+    def lose_now(self) -> None:
+        self.lost_at = time.monotonic() - self.t0
+
+    def _running(self, elapsed: float) -> bool:
+        return elapsed < self.limit and (self.lost_at is None or elapsed < self.lost_at + AFTER)
+
+    def _attacking(self, elapsed: float) -> list[str]:
+        lost = self.lost_at
+        later = [ip for ip, at in self.later.items() if lost is not None and elapsed >= lost + at]
+        return [self.first, *later]
 
     def run(self) -> None:
         try:
@@ -125,22 +144,20 @@ class LogWriter(threading.Thread):
                 f"#Software: Microsoft Internet Information Services 10.0\r\n{FIELDS}\r\n".encode()
             )
             n = 0
-            while (elapsed := time.monotonic() - self.t0) < SECONDS:
+            while self._running(elapsed := time.monotonic() - self.t0):
                 rows = []
                 for _ in range(rng.randint(5, 15)):
                     ip = f"198.51.100.{rng.randint(1, 254)}"
                     rows.append(_line(ip, rng.choice(PAGES), "-"))
-                for ip, start in self.attackers.items():
-                    if elapsed >= start:
-                        rows.append(_line(ip, "/uploads/x7k2q.aspx", rng.choice(COMMANDS)))
+                for ip in self._attacking(elapsed):
+                    rows.append(_line(ip, "/uploads/x7k2q.aspx", rng.choice(COMMANDS)))
+                self.events += len(rows)
                 n += 1
                 if n % 15 == 0:
                     rows.append(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} cut short")
                     self.malformed += 1
                 fh.write(b"".join(r.encode() + b"\r\n" for r in rows))
-                self.events += len(rows)
                 time.sleep(0.3)
-        self.events -= self.malformed
 
 
 def _line(ip: str, stem: str, query: str) -> str:
@@ -198,18 +215,52 @@ def _start_service(
 
 def _documents(es: Elasticsearch, host: str) -> list[dict[str, Any]]:
     es.indices.refresh(index=f"iis-access-*,{DEADLETTER_INDEX}")
-    hits = es.search(
+    r = es.search(
         index=f"iis-access-*,{DEADLETTER_INDEX}",
         query={"term": {"host.name": host}},
-        source=["iiswatch.file_id", "log.offset", "event.dataset"],
+        source_includes=["iiswatch.file_id", "log.offset", "event.dataset"],
         size=10_000,
-    )["hits"]["hits"]
-    return hits
+    )
+    # a shard being promoted answers nothing: the hits would be short, not the index
+    assert r["_shards"]["failed"] == 0, r["_shards"]
+    return list(r["hits"]["hits"])
+
+
+def answered(cond: Callable[[], bool]) -> Callable[[], bool]:
+    """A condition polled while shards move: an index just created or a primary being
+    promoted answers 503 or with failed shards for a moment; that is "not yet", not a failure."""
+
+    def poll() -> bool:
+        try:
+            return cond()
+        except (ApiError, TransportError, AssertionError):
+            return False
+
+    return poll
 
 
 def _line_id(doc: dict[str, Any]) -> tuple[str, int]:
     """Which line of which file a document is (its `_id` is derived from these)."""
     return doc["_source"]["iiswatch"]["file_id"], doc["_source"]["log"]["offset"]
+
+
+def _green(es: Elasticsearch, nodes: int) -> bool:
+    health = es.cluster.health(wait_for_status="green", timeout="5s")
+    return not health["timed_out"] and health["number_of_nodes"] == nodes
+
+
+def _serving(es: Elasticsearch) -> bool:
+    health = es.cluster.health(wait_for_nodes="2", wait_for_status="yellow", timeout="5s")
+    return not health["timed_out"] and health["number_of_nodes"] == 2
+
+
+def _shard_report(es: Elasticsearch) -> str:
+    try:
+        health = es.cluster.health()
+        shards: Any = es.cat.shards(format="json", h="index,shard,prirep,state,node").body
+        return f"{health}\n" + "\n".join(str(r) for r in shards if r["state"] != "STARTED")
+    except (ApiError, TransportError) as e:
+        return f"(no health: {e})"
 
 
 def _incidents(es: Elasticsearch) -> Counter[str]:
@@ -237,7 +288,9 @@ def test_losing_the_master_mid_ingest_and_alerting_loses_and_doubles_nothing(
 
     rng = random.Random(int(os.environ.get("IISWATCH_CHAOS_SEED", str(time.time_ns()))))
     base = f"10.{rng.randint(70, 250)}.{rng.randint(0, 255)}"
-    attackers = {f"{base}.11": 2.0, f"{base}.22": LOSS_AT + 1.0, f"{base}.33": LOSS_AT + 9.0}
+    first = f"{base}.11"
+    later = dict(zip((f"{base}.22", f"{base}.33"), LATER_ATTACKERS, strict=True))
+    attackers = [first, *later]
     host = f"cluster-{os.getpid()}-{rng.randrange(1 << 20)}"
 
     rules = tmp_path / "rules"
@@ -251,6 +304,7 @@ def test_losing_the_master_mid_ingest_and_alerting_loses_and_doubles_nothing(
     archive, key = tmp_path / "archive", tmp_path / "keys" / "archive.key"
     token_file = tmp_path / "token"
     token_file.write_text(TokenStore(archive).add("cluster-agent", hosts=[host]) + "\n")
+    token_file.chmod(0o600)
     port = free_port()
     collector = CollectorProcess(
         archive, key, "--listen", f"127.0.0.1:{port}", env=_service_env(cluster, "writer")
@@ -267,7 +321,7 @@ def test_losing_the_master_mid_ingest_and_alerting_loses_and_doubles_nothing(
          "--state", str(tmp_path / "state"), "--name", "cluster-agent", "--host-name", host],
         tmp_path / "agent.err",
     )  # fmt: skip
-    writer = LogWriter(tmp_path / "iis" / "u_ex.log", attackers, seed=rng.randrange(1 << 30))
+    writer = LogWriter(tmp_path / "iis" / "u_ex.log", first, later, rng.randrange(1 << 30))
     services: list[subprocess.Popen[bytes]] = []
     try:
         services = [
@@ -277,6 +331,7 @@ def test_losing_the_master_mid_ingest_and_alerting_loses_and_doubles_nothing(
         collector.start(timeout=60)
         agent.start()
 
+        @answered
         def first_run() -> bool:
             admin.indices.refresh(index=WINDOWS_INDEX, ignore_unavailable=True)
             found = admin.count(
@@ -287,13 +342,26 @@ def test_losing_the_master_mid_ingest_and_alerting_loses_and_doubles_nothing(
         wait_for(first_run, 120, "the web-shell rule's first run")  # lines after it are seen
 
         writer.start()
-        time.sleep(LOSS_AT)
+        # The loss comes once the first attacker's incident is recorded and every index the
+        # run writes to (this month's logs, integrity, alerts, incidents) has its replica in
+        # place. A node lost while a new index's replica is still being copied from it takes
+        # the only complete copy along and the index goes red: a limit of one replica, seen
+        # here when the loss came seconds after the first lines, not an iiswatch fault.
+        wait_for(answered(lambda: _incidents(admin)[first] == 1), 180, "the first incident")
+        wait_for(answered(lambda: _green(admin, 3)), 180, "every replica in place")
         master = cluster.master(admin)
+        writer.lose_now()
         assert cluster.stop_node(master, crash=True)
-        writer.join(SECONDS + 60)
+        writer.join(AFTER + 60)
         assert not writer.is_alive() and writer.error is None, writer.error
-        admin.cluster.health(wait_for_nodes="2", wait_for_status="yellow", timeout="120s")
+        # the two nodes left serve every shard (a replica promoted where a primary was lost);
+        # new replicas follow a minute later (index.unassigned.node_left.delayed_timeout)
+        try:
+            wait_for(answered(lambda: _serving(admin)), 180, "two nodes serving every shard")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {_shard_report(admin)}") from None
 
+        @answered
         def all_in() -> bool:
             return len(_documents(admin, host)) >= writer.events + writer.malformed
 
@@ -330,9 +398,7 @@ def test_losing_the_master_mid_ingest_and_alerting_loses_and_doubles_nothing(
 
     events = [d for d in docs if d["_source"]["event"]["dataset"] != "iiswatch.deadletter"]
     dead = [d for d in docs if d["_source"]["event"]["dataset"] == "iiswatch.deadletter"]
-    keys = Counter(
-        (d["_source"]["iiswatch"]["file_id"], d["_source"]["log"]["offset"]) for d in docs
-    )
+    keys = Counter(_line_id(d) for d in docs)
     assert [k for k, n in keys.items() if n > 1] == [], "a line stored twice"
     assert len({d["_id"] for d in docs}) == len(docs)
     assert (len(events), len(dead)) == (writer.events, writer.malformed)
