@@ -142,3 +142,81 @@ def logs(
         with contextlib.suppress(KeyboardInterrupt):
             for line in node.follow(path):
                 print(line, flush=True)
+
+
+# --- `iiswatch es cluster`: several local nodes (iiswatch.elastic.local_cluster) ----------------
+
+cluster_app = typer.Typer(
+    help="Run a local multi-node Elasticsearch (replicas, node loss) instead of one node.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("up")
+def cluster_up(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="How many nodes.")] = 3,
+    port: Annotated[
+        int, typer.Option(help="HTTP port of the first node (the next ones follow).")
+    ] = 9271,
+    transport_port: Annotated[
+        int | None, typer.Option(help="Transport port of the first node (default: HTTP + 100).")
+    ] = None,
+    heap: Annotated[str, typer.Option(help="JVM heap of each node.")] = "512m",
+    version: Annotated[
+        str | None,
+        typer.Option(help="Elasticsearch version.", envvar="IISWATCH_ES_VERSION",
+                     show_default=node.DEFAULT_VERSION),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait until every node has joined.")
+    ] = 300.0,
+) -> None:  # fmt: skip
+    """Start N nodes on 127.0.0.1 with their own data dirs, one shared config and password;
+    `iiswatch setup --replicas 1` then spreads every index over them."""
+    from iiswatch.elastic.local_cluster import LocalCluster
+
+    with _errors(), err.status("starting the local cluster") as spinner:
+        cluster = LocalCluster(nodes, port, transport_port, heap, version)
+        info = cluster.up(timeout, progress=spinner.update)
+    out.print(f"Elasticsearch {info.version}: {nodes} nodes at {info.url}", highlight=False)
+    out.print(f"user {info.username}, password in {info.password_file}", highlight=False)
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Each node's pid and URL, and which one is the elected master. Exit 3 when none runs."""
+    from iiswatch.elastic.local_cluster import LocalCluster
+
+    cluster = LocalCluster.recorded()
+    if cluster is None:
+        out.print("no local cluster here (start one with `iiswatch es cluster up`)")
+        raise typer.Exit(EXIT_BACKEND)
+    master = None
+    with contextlib.suppress(Exception), cluster.client(request_timeout=5) as es:
+        master = cluster.master(es).name
+    table = Table("node", "pid", "url", "master")
+    running = 0
+    for n in cluster.nodes:
+        pid = cluster.pid(n)
+        running += pid is not None
+        table.add_row(n.name, str(pid or "-"), n.url, "*" if n.name == master else "")
+    out.print(table)
+    raise typer.Exit(0 if running else EXIT_BACKEND)
+
+
+@cluster_app.command("down")
+def cluster_down(
+    timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 60.0,
+) -> None:
+    """Stop every node of the local cluster (only the processes it started)."""
+    from iiswatch.elastic.local_cluster import LocalCluster
+
+    cluster = LocalCluster.recorded()
+    if cluster is None:
+        out.print("no local cluster here")
+        return
+    with _errors(), err.status("stopping the local cluster"):
+        cluster.down(timeout)
+    out.print("local cluster stopped")

@@ -4,7 +4,7 @@ that `iiswatch es up` started. Each command asks for the narrowest credentials i
 Config file (TOML, `$IISWATCH_CONFIG` or ~/.config/iiswatch/config.toml)::
 
     [elasticsearch]
-    url = "https://es.example.org:9200"
+    url = "https://es.example.org:9200"   # a cluster: "https://es1:9200,https://es2:9200"
     ca_certs = "/etc/iiswatch/ca.pem"     # optional; verification is always on for https
     api_key = "base64-id:key"             # or username + password / password_file
 
@@ -86,10 +86,16 @@ class ElasticsearchSettings(BaseModel):
     @classmethod
     def _url_has_a_scheme(cls, url: str | None) -> str | None:
         # the client would fail later with a traceback; say it here, with the fix
-        if url is not None and not url.lower().startswith(("http://", "https://")):
-            raise ValueError(
-                f"{url!r} has no scheme: write https://{url} (or http:// for a plain node)"
-            )
+        if url is None:
+            return None
+        urls = split_urls(url)
+        if not urls:
+            raise ValueError("no URL given: write https://host:9200 (several: comma-separated)")
+        for u in urls:
+            if not u.lower().startswith(("http://", "https://")):
+                raise ValueError(
+                    f"{u!r} has no scheme: write https://{u} (or http:// for a plain node)"
+                )
         return url
 
 
@@ -111,16 +117,26 @@ class Settings(BaseModel):
     retention: RetentionSettings = RetentionSettings()
 
 
+def split_urls(url: str) -> list[str]:
+    """The nodes a URL setting names: one URL, or several separated by commas (the nodes of
+    one cluster; the client spreads requests over them and retries a failed one on the next)."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 class Connection(BaseModel):
     """Everything needed to build one client: where, how to trust it, who we are."""
 
     model_config = ConfigDict(frozen=True)
 
-    url: str
+    url: str  # one URL, or several comma-separated (split_urls)
     credentials: Credentials
     ca_certs: Path | None = None
     request_timeout: float = 30.0
     source: str  # where these came from, for error messages ("local node", "config file", ...)
+
+    @property
+    def urls(self) -> list[str]:
+        return split_urls(self.url)
 
 
 # the environment variables that override the file's [elasticsearch] table

@@ -15,7 +15,8 @@ ENVIRONMENT = {
     "IISWATCH_ALERTING_CONFIG": "the alerting config file (default ~/.config/iiswatch/"
     "alerting.toml)",
     "IISWATCH_RULES_DIR": "folder of rule files (default: the installed searches/)",
-    "IISWATCH_ES_URL": "an existing cluster's URL (instead of the local node)",
+    "IISWATCH_ES_URL": "an existing cluster's URL, or its nodes' URLs comma-separated "
+    "(instead of the local node)",
     "IISWATCH_ES_API_KEY": "its API key",
     "IISWATCH_ES_USERNAME": "or a user name",
     "IISWATCH_ES_PASSWORD": "and password",

@@ -17,7 +17,7 @@ from elasticsearch import (
 )
 from elasticsearch.serializer import OrjsonSerializer
 
-from iiswatch.config import Connection, Purpose, Settings, connection_for
+from iiswatch.config import Connection, Purpose, Settings, connection_for, split_urls
 from iiswatch.errors import BackendUnavailable
 
 
@@ -36,7 +36,9 @@ def make_client(conn: Connection) -> Elasticsearch:
         kwargs["api_key"] = creds.api_key
     elif creds.username:
         kwargs["basic_auth"] = (creds.username, creds.resolved_password() or "")
-    return Elasticsearch(conn.url, **kwargs)  # type: ignore[arg-type]
+    # several nodes: the client round-robins over them, and a request that fails to connect
+    # (a node stopped) is retried on the next one, which is dead-marked for a while
+    return Elasticsearch(conn.urls, **kwargs)  # type: ignore[arg-type]
 
 
 def client_for(purpose: Purpose, settings: Settings | None = None) -> Elasticsearch:
@@ -57,7 +59,12 @@ def describe(client: Elasticsearch) -> str:
 
 
 def without_userinfo(url: str) -> str:
-    """`url` without a `user:password@` part: error messages must never show a secret."""
+    """`url` (or comma-separated URLs) without a `user:password@` part: error messages must
+    never show a secret."""
+    return ",".join(_one_without_userinfo(u) for u in split_urls(url)) or url
+
+
+def _one_without_userinfo(url: str) -> str:
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url

@@ -34,6 +34,7 @@ from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import ConnectionTimeout as ESConnectionTimeout
 
 from iiswatch import environment, paths
+from iiswatch.config import split_urls
 from iiswatch.elastic.java import find_java
 from iiswatch.errors import NodeError, UsageError
 
@@ -112,7 +113,7 @@ class NodeInfo:
 
     def client(self, request_timeout: float = 10.0) -> Elasticsearch:
         return Elasticsearch(
-            self.url,
+            split_urls(self.url),  # a local cluster records all its nodes' URLs
             basic_auth=(self.username, self.password()),
             request_timeout=request_timeout,
             max_retries=0,
@@ -342,14 +343,21 @@ def _elasticsearch_yml(lay: Layout, http_port: int, transport_port: int) -> str:
 cluster.name: {CLUSTER_NAME}
 node.name: {CLUSTER_NAME}-local
 discovery.type: single-node
-network.host: 127.0.0.1
 http.port: {http_port}
 transport.port: {transport_port}
 path.data: {q(str(lay.data))}
 path.logs: {q(str(lay.logs))}
+{LOOPBACK_SECURITY_YML}"""
+
+
+# Shared by the single node and the local cluster (iiswatch/elastic/local_cluster.py).
+LOOPBACK_SECURITY_YML = """\
+network.host: 127.0.0.1
 xpack.security.enabled: true
 # TLS is off on purpose: the node listens on 127.0.0.1 only, so nothing crosses a network.
 # Passwords are still required (basic auth); do not change network.host without enabling TLS.
+# (Bound to loopback, Elasticsearch stays in development mode: its bootstrap checks, the one
+# that demands transport TLS between the nodes of a cluster included, only warn.)
 xpack.security.http.ssl.enabled: false
 xpack.security.transport.ssl.enabled: false
 action.destructive_requires_name: true
@@ -464,6 +472,21 @@ def _prepare(
     http_port: int,
     progress: Progress,
 ) -> None:
+    prepare_state_dir(lay, install, run_as)
+    for d in (lay.config, lay.data, lay.logs):
+        d.mkdir(exist_ok=True)
+        d.chmod(0o750)
+        run_as.chown(d)
+    yml = lay.config / "elasticsearch.yml"
+    yml.write_text(_elasticsearch_yml(lay, http_port, _transport_port(http_port)))
+    run_as.chown(yml)
+    _check_reachable(run_as, [(install / "bin" / "elasticsearch", "-x"), (lay.data, "-w")])
+    ensure_keystore(lay, install, env, run_as, progress, data_dirs=[lay.data])
+
+
+def prepare_state_dir(lay: Layout, install: Path, run_as: _RunAs) -> None:
+    """The state dir and its config dir (a copy of the distribution's), owned so that the
+    node user can read them and only root (or we) can read the password."""
     lay.root.mkdir(parents=True, exist_ok=True)
     if run_as.uid is not None:
         # root owns the state dir (the password stays root's); the node user gets in by group.
@@ -475,18 +498,22 @@ def _prepare(
         shutil.rmtree(lay.config, ignore_errors=True)
         shutil.copytree(install / "config", lay.config)
         run_as.chown(lay.config, recursive=True)
-    for d in (lay.config, lay.data, lay.logs):
-        d.mkdir(exist_ok=True)
-        d.chmod(0o750)
-        run_as.chown(d)
-    yml = lay.config / "elasticsearch.yml"
-    yml.write_text(_elasticsearch_yml(lay, http_port, _transport_port(http_port)))
-    run_as.chown(yml)
-    _check_reachable(run_as, [(install / "bin" / "elasticsearch", "-x"), (lay.data, "-w")])
 
+
+def ensure_keystore(
+    lay: Layout,
+    install: Path,
+    env: dict[str, str],
+    run_as: _RunAs,
+    progress: Progress,
+    data_dirs: list[Path],
+) -> None:
+    """The elastic password (generated once) and the keystore that holds it as the bootstrap
+    password. Every node started from `lay.config` shares both: the `elastic` user then
+    authenticates the same on each of them."""
     keystore = lay.config / "elasticsearch.keystore"
     if not lay.password_file.exists():
-        if keystore.exists() or any(lay.data.iterdir()):
+        if keystore.exists() or any(any(d.iterdir()) for d in data_dirs if d.is_dir()):
             raise NodeError(
                 f"{lay.password_file} is missing but the node was set up before",
                 hint="`iiswatch es down --purge` starts over (deletes the node's data)",
@@ -598,6 +625,11 @@ def up(
                 note = f"already running on {info.url}; `iiswatch es down` first to change port"
             return UpResult(info, True, time.monotonic() - t0, note)
 
+        if _cluster_running(lay):
+            raise NodeError(
+                f"a local cluster runs in {lay.root}",
+                hint="`iiswatch es cluster down` first, or use another IISWATCH_HOME",
+            )
         if not _port_free(port):
             raise NodeError(
                 f"port {port} on 127.0.0.1 is already in use by another program",
@@ -639,6 +671,13 @@ def up(
         _wait_ready(lay, info, time.monotonic() + timeout, progress, proc)
         _write_private(lay.connection_file, json.dumps(asdict(info), indent=2) + "\n")
         return UpResult(info, False, time.monotonic() - t0)
+
+
+def _cluster_running(lay: Layout) -> bool:
+    """A node of a local cluster (iiswatch/elastic/local_cluster.py) runs from this state dir:
+    its config dir is shared, so a single node must not rewrite it."""
+    nodes = lay.root / "nodes"
+    return nodes.is_dir() and any(running_pid(Layout(d)) for d in nodes.iterdir() if d.is_dir())
 
 
 def _info_from_running(lay: Layout, pid: int) -> NodeInfo:
@@ -720,21 +759,29 @@ def down(timeout: float = 60.0, progress: Progress = _quiet) -> bool:
         if pid is None:
             return False
         progress(f"stopping Elasticsearch (pid {pid})")
-        # The launcher and the server JVM share the session/process group we gave them.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if _group_alive(pid):
-            progress("Elasticsearch did not stop in time; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while _group_alive(pid):
-                time.sleep(0.2)
+        stop_group(pid, timeout, progress)
         lay.pid_file.unlink(missing_ok=True)
         lay.connection_file.unlink(missing_ok=True)
         return True
+
+
+def stop_group(
+    pid: int, timeout: float, progress: Progress = _quiet, first: int = signal.SIGTERM
+) -> None:
+    """Stop a node we started: `first` (SIGTERM, or SIGKILL for a crash) to its process group
+    (the launcher and the server JVM share the session we gave them, and nothing else is in
+    it), SIGKILL after `timeout`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, first)
+    deadline = time.monotonic() + timeout
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _group_alive(pid):
+        progress("Elasticsearch did not stop in time; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while _group_alive(pid):
+            time.sleep(0.2)
 
 
 def purge() -> Path:
