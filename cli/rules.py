@@ -280,8 +280,8 @@ def backtest(
 ) -> None:
     """Replay rules over history as the scheduler would run them (interval, lookback,
     exceptions, suppression): hits per day, the alerts it would have raised, and the groups
-    behind them. Most rule types are replayed from a few requests over the whole range
-    (`path`: binned or joined); new_terms, and every rule with --exact, window by window."""
+    behind them. Rules are replayed from a few requests over the whole range (`path`:
+    binned or joined); with --exact, evaluated window by window (slow, the same alerts)."""
     from iiswatch.rules.backtest import backtest as run_backtest
 
     t0, t1 = time_span(since, start, end)

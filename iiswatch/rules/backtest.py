@@ -5,11 +5,11 @@ tickets a rule would have opened, before anyone enables it.
 
 Two ways to get there, with the same alerts (tests/integration/test_backtest_paths.py):
 - the replay (iiswatch/rules/replay.py): a few requests over the whole range, the windows
-  computed from them; match, threshold, cardinality and sequence rules;
-- window by window (`exact=True`, and new_terms rules): one `evaluate` per window, as the
-  scheduler calls it. Windows without a single event of the rule cannot raise anything and
-  leave the state as it was, so they are skipped: a date histogram (composite, paged) says
-  which ones have events.
+  computed from them; every rule type, when its schedule fits whole milliseconds;
+- window by window (`exact=True`, or a schedule the replay cannot bin): one `evaluate` per
+  window, as the scheduler calls it. Windows without a single event of the rule cannot
+  raise anything and leave the state as it was, so they are skipped: a date histogram
+  (composite, paged) says which ones have events.
 """
 
 from __future__ import annotations

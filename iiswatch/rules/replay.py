@@ -1,18 +1,20 @@
 """The backtest's fast path: the scheduler's windows replayed from a few requests over the
 whole range instead of one evaluation per window, with the same alerts as `evaluate`.
 
-- match, threshold, cardinality ("binned"): what a window raises depends only on per-group
-  counts (and, for cardinality, the set of distinct values). One paged composite aggregation
-  over the range returns, per group and per time bin, the count and the first and last event
-  time. Bins are gcd(interval, lookback) wide and start at the range's start, so every
-  window is a whole number of bins and its counts are sums. The candidates go through the
-  same suppression state machine as the scheduler's (`apply_suppression`); only the alerts
-  it lets through are then described by Elasticsearch (client IPs, samples), one request
-  per window that alerts.
+- match, threshold, cardinality, new_terms ("binned"): what a window raises depends only on
+  per-group counts (for cardinality, the set of distinct values; for new_terms, whether the
+  term was seen in the history before the window). One paged composite aggregation over the
+  range (for new_terms, from the first window's history on) returns, per group and per time
+  bin, the count and the first and last event time. Bins are gcd(interval, lookback) wide
+  and start at the range's start, so every window is a whole number of bins and its counts
+  are sums. The candidates go through the same suppression state machine as the
+  scheduler's (`apply_suppression`); only the alerts it lets through are then described by
+  Elasticsearch (client IPs, samples), one request per window that alerts.
 - sequence ("joined"): each step's events are fetched once for the whole range (a point in
   time and `search_after`); every window is joined in memory from its slice of them, as
   `evaluate` joins the events it fetches for that window.
-- new_terms: not replayed; `backtest` runs it window by window.
+- anything else (a schedule or history that is not a whole number of bins): window by
+  window.
 
 A window this cannot compute exactly (the last one when the range is not a whole number of
 bins; a cardinality group past the precision threshold, where Elasticsearch's count is an
@@ -45,6 +47,7 @@ from iiswatch.rules.evaluate import (
 from iiswatch.rules.model import Rule
 from iiswatch.rules.query import Query, window_query
 from iiswatch.rules.suppression import MemoryState, apply_suppression
+from iiswatch.times import format_duration, iso
 
 PAGE = 10000  # composite buckets / hits per request
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,7 +59,14 @@ Window = tuple[datetime, datetime]
 def path_for(rule: Rule) -> str:
     """How `backtest` replays `rule`: "binned", "joined", or "windows" (one evaluation per
     window, the scheduler's own way)."""
-    if rule.type in ("match", "threshold", "cardinality") and bin_ms(rule) is not None:
+    width = bin_ms(rule)
+    if rule.type in ("match", "threshold", "cardinality") and width is not None:
+        return "binned"
+    if (
+        rule.new_terms is not None
+        and width is not None
+        and not rule.new_terms.history % (width * MS)
+    ):
         return "binned"
     if rule.type == "sequence":
         return "joined"
@@ -173,6 +183,9 @@ def _binned_buckets(
     with `value_field`, one bucket per value of it too (no times then)."""
     fields = r.rule.group_fields
     start_ms = to_ms(r.start)
+    nt = r.rule.new_terms
+    # new_terms: the history before the first window too; terms need every field
+    since = r.start - nt.history if nt is not None else r.start
     sources: list[dict[str, Any]] = [
         {
             "t": {
@@ -185,14 +198,15 @@ def _binned_buckets(
         }
     ]
     sources += [
-        {f"g{i}": {"terms": {"field": f, "missing_bucket": True}}} for i, f in enumerate(fields)
+        {f"g{i}": {"terms": {"field": f, "missing_bucket": nt is None}}}
+        for i, f in enumerate(fields)
     ]
     aggs: dict[str, Any] = {}
     if value_field is None:
         aggs = {"first": {"min": {"field": r.time_field}}, "last": {"max": {"field": r.time_field}}}
     else:
         sources.append({"v": {"terms": {"field": value_field, "missing_bucket": True}}})
-    query = window_query(r.rule, r.start, r.end, time_field=r.time_field, today=r.today)
+    query = window_query(r.rule, since, r.end, time_field=r.time_field, today=r.today)
     for b in _composite(r, query, sources, aggs):
         offset = int(b["key"]["t"]) - start_ms
         group = {f: b["key"][f"g{i}"] for i, f in enumerate(fields)}
@@ -213,9 +227,11 @@ def _window_bins(r: Replay, width: int) -> tuple[list[int], list[int], list[bool
 
 
 def _tallies(r: Replay, width: int) -> tuple[list[dict[str, _Tally]], list[bool]]:
-    """Per window, the tally of each group with events in it."""
+    """Per window, the tally of each group with events in it (for new_terms, of each term
+    not seen in the history before the window)."""
     los, his, aligned = _window_bins(r, width)
     per_window: list[dict[str, _Tally]] = [{} for _ in r.windows]
+    seen_bins: dict[str, list[int]] = {}  # new_terms: the bins each term appears in
 
     def containing(b: int) -> range:
         # windows are ordered by both edges: those holding bin b are consecutive
@@ -223,6 +239,7 @@ def _tallies(r: Replay, width: int) -> tuple[list[dict[str, _Tally]], list[bool]
 
     for b, group, bucket in _binned_buckets(r, width):
         key = group_key(group)
+        seen_bins.setdefault(key, []).append(b)
         n = int(bucket["doc_count"])
         first, last = float(bucket["first"]["value"]), float(bucket["last"]["value"])
         for k in containing(b):
@@ -241,6 +258,15 @@ def _tallies(r: Replay, width: int) -> tuple[list[dict[str, _Tally]], list[bool]
             key = group_key(group)
             for k in containing(b):
                 per_window[k][key].values.add(value)
+    nt = r.rule.new_terms
+    if nt is not None:
+        history = nt.history // (width * MS)
+        for k, tallies in enumerate(per_window):
+            for key in list(tallies):
+                bins = sorted(seen_bins[key])
+                j = bisect.bisect_left(bins, los[k])
+                if j and bins[j - 1] >= los[k] - history:  # seen in the history: not new
+                    del tallies[key]
     return per_window, aligned
 
 
@@ -268,14 +294,15 @@ def _candidate(r: Replay, a: datetime, b: datetime, t: _Tally) -> Alert:
     )
 
 
-def _chosen(r: Replay, tallies: dict[str, _Tally]) -> dict[str, dict[str, Any]] | None:
+def _chosen(r: Replay, a: datetime, tallies: dict[str, _Tally]) -> dict[str, dict[str, Any]] | None:
     """The groups the window alerts on, with the details `evaluate` gives them; None when
     only `evaluate` can say (a distinct count past the precision threshold)."""
     rule = r.rule
     if rule.threshold is not None:
         need = rule.threshold.value
-        details = {"threshold": need} if rule.group_fields else {}
-        return {k: dict(details) for k, t in tallies.items() if t.count >= need}
+        # evaluate gives the threshold only to grouped alerts
+        above: dict[str, Any] = {"threshold": need} if rule.group_fields else {}
+        return {k: dict(above) for k, t in tallies.items() if t.count >= need}
     card = rule.cardinality
     if card is not None:
         # evaluate's precision threshold: below it Elasticsearch counts exactly
@@ -287,6 +314,10 @@ def _chosen(r: Replay, tallies: dict[str, _Tally]) -> dict[str, dict[str, Any]] 
             for k, t in tallies.items()
             if len(t.values) >= card.value
         }
+    nt = rule.new_terms
+    if nt is not None:
+        history = {"history_start": iso(a - nt.history), "history": format_duration(nt.history)}
+        return {k: dict(history) for k in tallies}
     return {k: {} for k in tallies}
 
 
@@ -297,7 +328,7 @@ def _replay_binned(r: Replay) -> tuple[list[Alert], int]:
     alerts: list[Alert] = []
     busy = 0
     for n, ((a, b), tallies, ok) in enumerate(zip(r.windows, per_window, aligned, strict=True), 1):
-        chosen = _chosen(r, tallies) if ok else None
+        chosen = _chosen(r, a, tallies) if ok else None
         if tallies or not ok:
             busy += 1
         if chosen is None:
