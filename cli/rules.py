@@ -274,10 +274,14 @@ def backtest(
     top: int = typer.Option(5, "--top", min=0, help="Groups to list per rule."),
     rules_dir: Path | None = RULES_DIR,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON result per rule."),
+    exact: bool = typer.Option(
+        False, "--exact", help="Evaluate every window one by one (slow; the same alerts)."
+    ),
 ) -> None:
-    """Replay rules over history window by window, as the scheduler would (interval,
-    lookback, exceptions, suppression): hits per day, the alerts it would have raised, and
-    the groups behind them."""
+    """Replay rules over history as the scheduler would run them (interval, lookback,
+    exceptions, suppression): hits per day, the alerts it would have raised, and the groups
+    behind them. Rules are replayed from a few requests over the whole range (`path`:
+    binned or joined); with --exact, evaluated window by window (slow, the same alerts)."""
     from iiswatch.rules.backtest import backtest as run_backtest
 
     t0, t1 = time_span(since, start, end)
@@ -291,7 +295,7 @@ def backtest(
             def step(done: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            result = run_backtest(es, lr.rule, t0, t1, index=index, on_window=step)
+            result = run_backtest(es, lr.rule, t0, t1, index=index, on_window=step, exact=exact)
             progress.remove_task(task)
             if json_out:
                 print_json_line(result.to_json())
@@ -306,6 +310,7 @@ def _print_backtest(result: Any, top: int) -> None:
         f" + {format_duration(r.schedule.lookback)} lookback): "
         f"{result.hits:,} hits, [bold]{len(result.alerts)} alert(s)[/], "
         f"{result.suppressed} suppressed, {result.evaluated}/{result.windows} windows with events"
+        f" ({result.path})"
     )
     per_day = result.alerts_per_day()
     table = Table("day", "hits", "alerts", title_justify="left")

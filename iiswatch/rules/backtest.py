@@ -3,8 +3,13 @@
 suppression applied, state carried from one window to the next. The result predicts the
 tickets a rule would have opened, before anyone enables it.
 
-Windows without a single event of the rule cannot raise anything and leave the state as it
-was, so they are skipped: a date histogram (composite, paged) says which ones have events.
+Two ways to get there, with the same alerts (tests/integration/test_backtest_paths.py):
+- the replay (iiswatch/rules/replay.py): a few requests over the whole range, the windows
+  computed from them; every rule type, when its schedule fits whole milliseconds;
+- window by window (`exact=True`, or a schedule the replay cannot bin): one `evaluate` per
+  window, as the scheduler calls it. Windows without a single event of the rule cannot
+  raise anything and leave the state as it was, so they are skipped: a date histogram
+  (composite, paged) says which ones have events.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from iiswatch.rules.alert import Alert, group_key
 from iiswatch.rules.evaluate import evaluate
 from iiswatch.rules.model import Rule
 from iiswatch.rules.query import Query, hits_query
+from iiswatch.rules.replay import Replay, path_for, replay
 from iiswatch.rules.suppression import MemoryState
 
 
@@ -36,6 +42,7 @@ class BacktestResult:
     hits_per_day: dict[str, int]  # events the rule's query matched, exceptions applied
     alerts: list[Alert] = field(default_factory=list)
     suppressed: int = 0  # alerts suppression kept from becoming tickets
+    path: str = "windows"  # how it was replayed: windows, binned or joined (replay.py)
 
     @property
     def hits(self) -> int:
@@ -62,6 +69,7 @@ class BacktestResult:
             "rule": {"id": self.rule.rule_id, "name": self.rule.name},
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
+            "path": self.path,
             "windows": self.windows,
             "evaluated": self.evaluated,
             "hits": self.hits,
@@ -161,13 +169,27 @@ def backtest(
     index: str | None = None,
     now: datetime | None = None,
     on_window: Callable[[int, int], None] | None = None,
+    exact: bool = False,
 ) -> BacktestResult:
-    """Replay `rule` over [start, end). `on_window(done, total)` reports progress."""
+    """Replay `rule` over [start, end). `on_window(done, total)` reports progress. With
+    `exact`, every rule is evaluated window by window (the reference the replay is tested
+    against); otherwise the rules replay.py knows are replayed from a few requests."""
     idx = index or rule.index
     today: date = (now or datetime.now(UTC)).date()
     all_windows = windows(rule, start, end)
     hits = hits_query(rule, start, end, time_field=time_field, today=today)
     per_day = _hits_per_day(es, idx, hits, time_field, start, end)
+    path = "windows" if exact else path_for(rule)
+    if path != "windows":
+        state = MemoryState()
+        result = BacktestResult(rule, start, end, len(all_windows), 0, per_day, path=path)
+        if sum(per_day.values()):
+            run = Replay(
+                es, rule, start, end, all_windows, time_field, idx, now, today, state, on_window
+            )
+            result.alerts, result.evaluated = replay(run)
+        result.suppressed = state.suppressed(rule.rule_id)
+        return result
     width = rule.schedule.interval
     busy = _busy_buckets(es, idx, hits, time_field, width) if sum(per_day.values()) else []
     width_ms = int(width.total_seconds() * 1000)

@@ -11,7 +11,7 @@ here. What was already alerted on, and what is suppressed, is kept in a `Suppres
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -115,16 +115,58 @@ def evaluate(
         index or rule.index,
     )
     groups = _EVALUATORS[rule.type](ctx)
-    alerts = [_alert(ctx, g) for g in groups]
+    alerts = [_alert(rule, start, end, time_field, g) for g in groups]
     if state is not None:
         alerts = apply_suppression(rule, alerts, state, end)
     return sorted(alerts, key=lambda a: (a.first_event, a.alert_id))
 
 
-def _alert(ctx: _Ctx, g: _Group) -> Alert:
-    r = ctx.rule
+def chosen_alerts(
+    es: Elasticsearch,
+    rule: Rule,
+    start: datetime,
+    end: datetime,
+    groups: Sequence[dict[str, Any]],
+    details: Mapping[str, dict[str, Any]],
+    *,
+    time_field: str = "@timestamp",
+    now: datetime | None = None,
+    index: str | None = None,
+) -> list[Alert]:
+    """The alerts of a match, threshold or cardinality `rule` in [start, end) for groups
+    already chosen elsewhere (the backtest's binned replay): counts, times, client IPs and
+    samples read as `evaluate` reads them; `details` by group key. No suppression."""
+    ctx = _Ctx(
+        es, rule, start, end, time_field, (now or datetime.now(UTC)).date(), index or rule.index
+    )
+    found = _describe(ctx, ctx.query(), rule.group_fields, list(groups)) if groups else []
+    alerts = [
+        _alert(rule, start, end, time_field, g, details.get(group_key(g.group), {})) for g in found
+    ]
+    return sorted(alerts, key=lambda a: (a.first_event, a.alert_id))
+
+
+def sequence_alerts(
+    rule: Rule, start: datetime, end: datetime, events: list[StepEvent], time_field: str
+) -> list[Alert]:
+    """The alerts of a sequence `rule` in [start, end) joined from events fetched elsewhere
+    (the backtest fetches each step once for the whole range): every step's events from
+    `start - max_span` to `end`, step by step in fetch order, one object per document.
+    No suppression."""
+    groups = _sequence_groups(rule, start, events)
+    return [_alert(rule, start, end, time_field, g) for g in groups]
+
+
+def _alert(
+    r: Rule,
+    start: datetime,
+    end: datetime,
+    time_field: str,
+    g: _Group,
+    details: dict[str, Any] | None = None,
+) -> Alert:
     return Alert(
-        alert_id=alert_id(r.rule_id, g.group, ctx.start),
+        alert_id=alert_id(r.rule_id, g.group, start),
         rule_id=r.rule_id,
         rule_name=r.name,
         rule_type=r.type,
@@ -138,10 +180,10 @@ def _alert(ctx: _Ctx, g: _Group) -> Alert:
         last_event=g.last,
         event_count=g.count,
         samples=g.samples,
-        window_start=ctx.start,
-        window_end=ctx.end,
-        time_field=ctx.time_field,
-        details=g.details,
+        window_start=start,
+        window_end=end,
+        time_field=time_field,
+        details=g.details if details is None else details,
     )
 
 
@@ -328,7 +370,7 @@ def _new_terms(ctx: _Ctx) -> list[_Group]:
 
 
 @dataclass
-class _Event:
+class StepEvent:
     step: int
     time: datetime
     offset: int
@@ -340,9 +382,30 @@ def _event_time(doc: dict[str, Any], time_field: str) -> datetime | None:
     return time_or_none(get_field(doc, time_field))
 
 
+def step_event(
+    doc: dict[str, Any], step: int, by: Sequence[str], time_field: str
+) -> StepEvent | None:
+    """One fetched document as an event of sequence step `step`, or None when it has no
+    time or no usable key (a missing, object or list value in a `by` field)."""
+    key = tuple(get_field(doc, f) for f in by)
+    t = _event_time(doc, time_field)
+    if t is None or any(v is None or isinstance(v, dict | list) for v in key):
+        return None
+    offset = get_field(doc, "log.offset")
+    return StepEvent(step, t, offset if isinstance(offset, int) else 0, doc, key)
+
+
+def step_sort(time_field: str) -> list[dict[str, Any]]:
+    """The order sequence steps are fetched in: time, then the line's place in its log."""
+    return [
+        {time_field: {"order": "asc"}},
+        {"log.offset": {"order": "asc", "unmapped_type": "long"}},
+    ]
+
+
 def _step_events(
     ctx: _Ctx, index: int, step: Step, start: datetime, keys: set[tuple[Any, ...]] | None
-) -> list[_Event]:
+) -> list[StepEvent]:
     seq = ctx.rule.sequence
     assert seq is not None
     extra: list[Query] = []
@@ -352,10 +415,7 @@ def _step_events(
     resp = ctx.search(
         query=ctx.query(start, ctx.end, step=step, extra=extra),
         size=MAX_STEP_EVENTS,
-        sort=[
-            {ctx.time_field: {"order": "asc"}},
-            {"log.offset": {"order": "asc", "unmapped_type": "long"}},
-        ],
+        sort=step_sort(ctx.time_field),
         track_total_hits=MAX_STEP_EVENTS + 1,
     )
     hits = resp["hits"]["hits"]
@@ -366,21 +426,13 @@ def _step_events(
             step.name,
             MAX_STEP_EVENTS,
         )
-    events = []
-    for h in hits:
-        doc = _hit_doc(h)
-        key = tuple(get_field(doc, f) for f in seq.by)
-        t = _event_time(doc, ctx.time_field)
-        if t is None or any(v is None or isinstance(v, dict | list) for v in key):
-            continue
-        offset = get_field(doc, "log.offset")
-        events.append(_Event(index, t, offset if isinstance(offset, int) else 0, doc, key))
-    return events
+    found = (step_event(_hit_doc(h), index, seq.by, ctx.time_field) for h in hits)
+    return [e for e in found if e is not None]
 
 
 def join_sequences(
-    events: list[_Event], n_steps: int, max_span: timedelta
-) -> dict[tuple[Any, ...], list[list[_Event]]]:
+    events: list[StepEvent], n_steps: int, max_span: timedelta
+) -> dict[tuple[Any, ...], list[list[StepEvent]]]:
     """Complete sequences per key: one event per step, in step order, not earlier than the
     previous step's, the last within `max_span` of the first. Like EQL, a newer event of a
     step replaces a pending one at the same stage, and an event fills at most one step of
@@ -388,8 +440,8 @@ def join_sequences(
     # same time: the log's order, and a document matching several steps advances a pending
     # sequence before it may start a new one
     ordered = sorted(events, key=lambda e: (e.time, e.offset, -e.step))
-    pending: dict[tuple[Any, ...], dict[int, list[_Event]]] = {}
-    done: dict[tuple[Any, ...], list[list[_Event]]] = {}
+    pending: dict[tuple[Any, ...], dict[int, list[StepEvent]]] = {}
+    done: dict[tuple[Any, ...], list[list[StepEvent]]] = {}
     for e in ordered:
         stages = pending.setdefault(e.key, {})
         for stage, seq in list(stages.items()):  # forget what can no longer complete
@@ -416,7 +468,7 @@ def _sequence(ctx: _Ctx) -> list[_Group]:
     assert seq is not None
     # a sequence that ends in this window may have started up to max_span before it
     start = ctx.start - seq.max_span
-    events: list[_Event] = []
+    events: list[StepEvent] = []
     keys: set[tuple[Any, ...]] | None = None
     for i, step in enumerate(seq.steps):
         found = _step_events(ctx, i, step, start, keys)
@@ -428,12 +480,20 @@ def _sequence(ctx: _Ctx) -> list[_Group]:
     by_id: dict[str, dict[str, Any]] = {}
     for e in events:
         e.doc = by_id.setdefault(e.doc["_index"] + "/" + e.doc["_id"], e.doc)
+    return _sequence_groups(ctx.rule, ctx.start, events)
+
+
+def _sequence_groups(rule: Rule, start: datetime, events: list[StepEvent]) -> list[_Group]:
+    """The groups of sequences joined from `events` (steps in fetch order, one object per
+    document) that complete at or after `start`."""
+    seq = rule.sequence
+    assert seq is not None
     out = []
     for key, seqs in join_sequences(events, len(seq.steps), seq.max_span).items():
-        seqs = [s for s in seqs if s[-1].time >= ctx.start]  # completed in this window
+        seqs = [s for s in seqs if s[-1].time >= start]  # completed in this window
         if not seqs:
             continue
-        docs: dict[int, _Event] = {}
+        docs: dict[int, StepEvent] = {}
         for s in seqs:
             for e in s:
                 docs.setdefault(id(e.doc), e)
@@ -446,7 +506,7 @@ def _sequence(ctx: _Ctx) -> list[_Group]:
                 first=evs[0].time,
                 last=evs[-1].time,
                 ips=ips[:MAX_IPS],
-                samples=[e.doc for e in evs[: ctx.rule.alert.samples]],
+                samples=[e.doc for e in evs[: rule.alert.samples]],
                 details={
                     "sequences": len(seqs),
                     "steps": [

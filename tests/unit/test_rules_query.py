@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from iiswatch.rules.alert import alert_id
-from iiswatch.rules.evaluate import _Event, join_sequences
+from iiswatch.rules.evaluate import StepEvent, join_sequences
 from iiswatch.rules.model import Rule
 from iiswatch.rules.query import exception_clause, group_filter, hits_query, window_query
 
@@ -141,8 +141,8 @@ def test_alert_ids_depend_on_rule_group_and_window_only() -> None:
     assert a != alert_id("r2", {"source.ip": "1.2.3.4", "url.path": "/x"}, START)
 
 
-def ev(step: int, minute: int, key: str = "ip", doc: dict[str, Any] | None = None) -> _Event:
-    return _Event(step, START + timedelta(minutes=minute), minute, doc or {"m": minute}, (key,))
+def ev(step: int, minute: int, key: str = "ip", doc: dict[str, Any] | None = None) -> StepEvent:
+    return StepEvent(step, START + timedelta(minutes=minute), minute, doc or {"m": minute}, (key,))
 
 
 def test_sequences_join_in_order_within_the_span() -> None:
