@@ -11,7 +11,7 @@ here. What was already alerted on, and what is suppressed, is kept in a `Suppres
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -241,6 +241,17 @@ def _composite(
     sources = [
         {f"g{i}": {"terms": {"field": f, "missing_bucket": missing}}} for i, f in enumerate(fields)
     ]
+    for b in composite_buckets(ctx.search, query, sources, sub_aggs):
+        yield {f: b["key"][f"g{i}"] for i, f in enumerate(fields)}, b
+
+
+def composite_buckets(
+    search: Callable[..., dict[str, Any]],
+    query: Query,
+    sources: list[dict[str, Any]],
+    sub_aggs: dict[str, Any] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every bucket of a composite aggregation over `sources`, paged with `after`."""
     after: dict[str, Any] | None = None
     while True:
         comp: dict[str, Any] = {"size": PAGE, "sources": sources}
@@ -249,12 +260,11 @@ def _composite(
         agg: dict[str, Any] = {"composite": comp}
         if sub_aggs:
             agg["aggs"] = sub_aggs
-        resp = ctx.search(size=0, query=query, aggs={"groups": agg}, track_total_hits=False)
-        groups = resp.get("aggregations", {}).get("groups", {})
-        buckets = groups.get("buckets", [])
-        for b in buckets:
-            yield {f: b["key"][f"g{i}"] for i, f in enumerate(fields)}, b
-        after = groups.get("after_key")
+        resp = search(size=0, query=query, aggs={"b": agg}, track_total_hits=False)
+        got = resp.get("aggregations", {}).get("b", {})
+        buckets = got.get("buckets", [])
+        yield from buckets
+        after = got.get("after_key")
         if not buckets or after is None:
             return
 

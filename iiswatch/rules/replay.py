@@ -39,13 +39,14 @@ from iiswatch.rules.evaluate import (
     MAX_STEP_EVENTS,
     StepEvent,
     chosen_alerts,
+    composite_buckets,
     evaluate,
     sequence_alerts,
     step_event,
     step_sort,
 )
 from iiswatch.rules.model import Rule
-from iiswatch.rules.query import Query, window_query
+from iiswatch.rules.query import window_query
 from iiswatch.rules.suppression import MemoryState, apply_suppression
 from iiswatch.times import format_duration, iso
 
@@ -156,26 +157,6 @@ class _Tally:
     values: set[Any] = field(default_factory=set)
 
 
-def _composite(
-    r: Replay, query: Query, sources: list[dict[str, Any]], aggs: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
-    after: dict[str, Any] | None = None
-    while True:
-        comp: dict[str, Any] = {"size": PAGE, "sources": sources}
-        if after is not None:
-            comp["after"] = after
-        agg: dict[str, Any] = {"composite": comp}
-        if aggs:
-            agg["aggs"] = aggs
-        resp = r.search(size=0, query=query, aggs={"b": agg}, track_total_hits=False)
-        got = resp.get("aggregations", {}).get("b", {})
-        buckets = got.get("buckets", [])
-        yield from buckets
-        after = got.get("after_key")
-        if not buckets or after is None:
-            return
-
-
 def _binned_buckets(
     r: Replay, width: int, value_field: str | None = None
 ) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -207,7 +188,7 @@ def _binned_buckets(
     else:
         sources.append({"v": {"terms": {"field": value_field, "missing_bucket": True}}})
     query = window_query(r.rule, since, r.end, time_field=r.time_field, today=r.today)
-    for b in _composite(r, query, sources, aggs):
+    for b in composite_buckets(r.search, query, sources, aggs):
         offset = int(b["key"]["t"]) - start_ms
         group = {f: b["key"][f"g{i}"] for i, f in enumerate(fields)}
         yield offset // width, group, b
