@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import typer
 
@@ -60,15 +59,15 @@ def main() -> None:
 
 
 def _report(e: IiswatchError, code: int) -> None:
-    from rich.markup import escape
-
-    from iiswatch.cli.output import err
+    from iiswatch.cli.output import print_message
 
     if env("IISWATCH_DEBUG"):
+        import traceback
+
         traceback.print_exc()
-    err.print(f"[bold red]error:[/] {escape(e.message)}")
+    print_message("error", e.message, style="bold red")
     if e.hint:
-        err.print(f"[bold]hint:[/] {escape(e.hint)}")
+        print_message("hint", e.hint)
     sys.exit(code if code else EXIT_BACKEND)
 
 

@@ -58,12 +58,10 @@ def check_flags(
 
 
 def _warn(message: str, hint: str) -> None:
-    from rich.markup import escape
+    from iiswatch.cli.output import print_message
 
-    from iiswatch.cli.output import err
-
-    err.print(f"[bold yellow]warning:[/] {escape(message)}")
-    err.print(f"[bold]hint:[/] {escape(hint)}")
+    print_message("warning", message, style="bold yellow")
+    print_message("hint", hint)
 
 
 def search(
@@ -130,7 +128,7 @@ def search(
         oldest_first=oldest_first,
     )
     # heavy imports only once a search really runs (`--help` stays fast)
-    from iiswatch.cli.output import out, print_json, print_json_line
+    from iiswatch.cli.output import print_json, print_line
     from iiswatch.config import Purpose
     from iiswatch.elastic.client import client_for
     from iiswatch.elastic.search import Query, TimeRange, count, histogram_interval
@@ -149,12 +147,13 @@ def search(
         if json_out:
             print_json({"count": n})
         else:
-            out.print(n)
+            print_line(str(n))
         return
     if export_all:
         _export(es, q, rng, index, field_list)
         return
 
+    from iiswatch.cli.output import print_json_line
     from iiswatch.cli.render import print_search_result
     from iiswatch.elastic.search import run_search
 

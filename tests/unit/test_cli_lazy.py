@@ -54,3 +54,14 @@ def test_search_help_imports_no_elasticsearch_client_and_no_pydantic() -> None:
     out, modules = _modules_after(["search", "--help"])
     assert "--kql" in out
     assert [m for m in modules if m.split(".")[0] in HEAVY] == []
+
+
+def test_search_count_and_its_error_import_no_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A count prints one number and an unreachable backend two plain lines: neither needs
+    rich, whose import costs more than the rest of the command."""
+    monkeypatch.setenv("IISWATCH_CONFIG", "/nonexistent/iiswatch.toml")
+    monkeypatch.setenv("IISWATCH_ES_URL", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("IISWATCH_ES_API_KEY", "unused")
+    _, modules = _modules_after(["search", "*", "--count"])
+    assert "elasticsearch" in modules  # it did get as far as the client
+    assert [m for m in modules if m.split(".")[0] == "rich"] == []
