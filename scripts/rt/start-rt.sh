@@ -8,6 +8,14 @@
 #   env:   IISWATCH_RT_STATE_DIR  config, db, token, log, pid, mail (default /tmp/iiswatch-rt-PORT)
 #          IISWATCH_RT_HOST       address rt-server binds (default 127.0.0.1; the container: 0.0.0.0)
 #          IISWATCH_RT_PASSWORD   root password, applied when the db is created
+#          IISWATCH_RT_TOKEN_FILE root's REST token comes from this file (RT's form,
+#                                 1-<root's user id>-<32 hex>) instead of being random; read
+#                                 when the db is created (docker/rt: the stack's rt_token secret)
+#          IISWATCH_RT_WEB_URL    the URL users reach RT by (RT's WebBaseURL; default the
+#                                 loopback URL; docker/rt: the published port)
+#          IISWATCH_RT_FOREGROUND=1  the server replaces this script after the init and nothing
+#                                 is printed (a container's main process; its healthcheck
+#                                 waits for REST2 instead of step 5)
 #
 # stdout: RT_URL, RT_REST, RT_USER, RT_PASSWORD, RT_TOKEN as KEY=VALUE lines, so
 #   eval "$(bash scripts/rt/start-rt.sh 18080)"
@@ -25,6 +33,7 @@ PORT=${1:-18080}
 STATE=${IISWATCH_RT_STATE_DIR:-/tmp/iiswatch-rt-$PORT}
 PASS=${IISWATCH_RT_PASSWORD:-iiswatch-rt-test}
 URL=http://127.0.0.1:$PORT
+WEB_URL=${IISWATCH_RT_WEB_URL:-$URL}
 PIDFILE=$STATE/rt-server.pid
 log() { echo "start-rt: $*" >&2; }
 # pitfall 14: a TERM'd master lingers as <defunct>; trust /proc/PID/cmdline, not kill -0
@@ -51,16 +60,25 @@ fi
 #    init (tests only); pitfall 7: mail appended to a file in $STATE; pitfall 8: no '\@'.
 mkdir -p "$STATE/etc"
 export RT_SITE_CONFIG_DIR=$STATE/etc STATE
+# WebDomain and WebPort must agree with WebBaseURL (RT compares them with each request's Host)
+web_part() {
+    local rest=${WEB_URL#*://}; rest=${rest%%/*}
+    case $1 in
+        host) echo "${rest%%:*}" ;;
+        port) if [[ $rest == *:* ]]; then echo "${rest##*:}"
+              elif [[ $WEB_URL == https:* ]]; then echo 443; else echo 80; fi ;;
+    esac
+}
 cat > "$STATE/etc/90-iiswatch.pm" <<CONF
 Set(\$rtname, 'rt.test');
 Set(\$Organization, 'rt.test');
 Set(\$Timezone, 'UTC');
 Set(\$DatabaseType, 'SQLite');
 Set(\$DatabaseName, '$STATE/rt.sqlite');
-Set(\$WebDomain, '127.0.0.1');
-Set(\$WebPort, $PORT);
+Set(\$WebDomain, '$(web_part host)');
+Set(\$WebPort, $(web_part port));
 Set(\$WebPath, '');
-Set(\$WebBaseURL, '$URL');
+Set(\$WebBaseURL, '$WEB_URL');
 Set(\$CorrespondAddress, 'rt@localhost');
 Set(\$CommentAddress, 'rt-comment@localhost');
 Set(\$MailCommand, 'sendmailpipe');
@@ -91,14 +109,31 @@ if [ ! -s "$STATE/token" ]; then
 @Final = (sub {
     my $root = RT::CurrentUser->new(RT->SystemUser);
     $root->Load('root');
-    my ($ok, $msg, $token) = RT::AuthToken->new($root)->Create(
-        Owner => $root->Id, Description => 'iiswatch tests');
+    my $auth = RT::AuthToken->new($root);
+    my ($ok, $msg, $token) = $auth->Create(Owner => $root->Id, Description => 'iiswatch');
     $ok or die "token: $msg\n";
+    # a given token (IISWATCH_RT_TOKEN_FILE): its secret replaces the random one. SetToken is
+    # refused by design, so the raw setter; the hash is RT's own (_CryptToken, bcrypt)
+    if (defined(my $want = $ENV{WANT_TOKEN})) {
+        my ($uid, $secret) = RT::AuthToken->ParseAuthString($want)
+            or die "token file $ENV{TOKEN_FILE}: not an RT auth token (1-USERID-32 hex digits):"
+                . " delete it and run docker/secrets/generate.sh for a new one\n";
+        $uid == $root->Id
+            or die "token file $ENV{TOKEN_FILE}: user id $uid is not root's (" . $root->Id . ")\n";
+        ($ok, $msg) = $auth->__Set(Field => 'Token', Value => $auth->_CryptToken($secret));
+        $ok or die "token: $msg\n";
+        $token = $want;
+    }
     open(my $fh, '>', "$ENV{STATE}/token") or die $!;
     print $fh "$token\n";
     close($fh);
 });
 PERL
+    if [ -n "${IISWATCH_RT_TOKEN_FILE:-}" ]; then
+        [ -r "$IISWATCH_RT_TOKEN_FILE" ] || { log "cannot read IISWATCH_RT_TOKEN_FILE=$IISWATCH_RT_TOKEN_FILE"; exit 1; }
+        WANT_TOKEN=$(tr -d ' \n' < "$IISWATCH_RT_TOKEN_FILE")
+        export WANT_TOKEN TOKEN_FILE=$IISWATCH_RT_TOKEN_FILE
+    fi
     ( umask 077
       printf '%s\n' "$PASS" > "$STATE/rootpw"
       rt-setup-database-5 --action init --skip-create --root-password-file "$STATE/rootpw"
@@ -110,6 +145,12 @@ fi
 
 # 4. the server. pitfall 5: two workers, not ten; pitfall 7: TMPDIR for w3m's HOME;
 #    pitfall 13: setsid and no inherited stdout, or "$(start-rt.sh)" never returns.
+if [ "${IISWATCH_RT_FOREGROUND:-}" = 1 ]; then
+    log "rt-server on ${IISWATCH_RT_HOST:-127.0.0.1}:$PORT (foreground), web URL $WEB_URL"
+    cd "$STATE"
+    TMPDIR=$STATE exec /usr/share/request-tracker5/libexec/rt-server \
+        --host "${IISWATCH_RT_HOST:-127.0.0.1}" --port "$PORT" --max-workers 2 < /dev/null
+fi
 if running; then
     log "already running (pid $(cat "$PIDFILE"))"
 else
