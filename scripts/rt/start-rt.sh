@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Request Tracker 5 for iiswatch's integration tests and demo: Debian bookworm's packages,
-# SQLite, the standalone Starlet server, on 127.0.0.1:PORT. Idempotent: installs the packages
+# Request Tracker 5 for iiswatch's integration tests and demo: Debian's packages (bookworm's
+# 5.0.3 on test hosts, trixie's 5.0.7 in docker/rt), SQLite, the standalone Starlet server, on
+# 127.0.0.1:PORT (IISWATCH_RT_HOST). Idempotent: installs the packages
 # if missing (root, apt, ~30 s once), initialises the db if missing, starts the server unless
 # it already runs, waits until REST2 answers.
 #

@@ -38,12 +38,17 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str, poll: float = 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def build_base() -> None:
+    """The local Debian base every image here starts from (debootstrap; skipped when present)."""
+    subprocess.run(["bash", "docker/base/build.sh", "trixie", BASE], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
 def build_images(client: Any) -> dict[str, float]:
     """Base, iiswatch and Elasticsearch images; seconds each (layer cache makes reruns fast)."""
     took: dict[str, float] = {}
     t = time.monotonic()
-    subprocess.run(["bash", "docker/base/build.sh", "trixie", BASE], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    build_base()
     took["base"] = time.monotonic() - t
     # a TLS-inspecting proxy's CA, if this machine trusts one (see docker/site-ca/README.md)
     for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):

@@ -49,3 +49,5 @@ def test_offline_stack_leaves_kibana_to_its_profile() -> None:
     for name in ("elasticsearch", "setup", "collector", "alerting-a", "alerting-b"):
         assert services[name]["build"]["args"]["BASE"] == "iiswatch/debian:trixie", name
         assert "profiles" not in services[name]
+    # the demo RT (servicedesk profile) too: RT 5 from Debian 13 on the same local base
+    assert services["rt"]["build"]["args"]["BASE"] == "iiswatch/debian:trixie"
