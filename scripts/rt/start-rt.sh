@@ -61,7 +61,7 @@ fi
 #    init (tests only); pitfall 7: mail appended to a file in $STATE; pitfall 8: no '\@'.
 mkdir -p "$STATE/etc"
 export RT_SITE_CONFIG_DIR=$STATE/etc STATE
-# WebDomain and WebPort must agree with WebBaseURL (RT compares them with each request's Host)
+# WebDomain and WebPort from the same URL as WebBaseURL, so that RT's settings agree
 web_part() {
     local rest=${WEB_URL#*://}; rest=${rest%%/*}
     case $1 in
