@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,7 +13,10 @@ from rich.text import Text
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.elastic import node
 from iiswatch.environment import env
-from iiswatch.errors import EXIT_BACKEND, IiswatchError
+from iiswatch.errors import EXIT_BACKEND, IiswatchError, UsageError
+
+if TYPE_CHECKING:
+    from iiswatch.elastic.local_cluster import ClusterStatus
 
 app = typer.Typer(
     help="Run a local single-node Elasticsearch for iiswatch.",
@@ -78,15 +81,25 @@ def _mb(n: int | None) -> str:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Is the node running, and how is it? Exit code 3 when it is not running or not answering."""
+    """Is the node running, and how is it? A local cluster (`es cluster up`) under the same
+    IISWATCH_HOME is shown instead when it runs. Exit code 3 when neither runs or answers."""
+    from iiswatch.elastic.local_cluster import LocalCluster
+
     with _errors():
         st = node.status()
-    code = 0 if st.answering else EXIT_BACKEND
+        recorded = LocalCluster.recorded()
+        cluster = recorded.status() if recorded is not None else None
+    code = 0 if st.answering or (cluster is not None and cluster.answering) else EXIT_BACKEND
     if as_json:
-        print_json(st.to_dict())
+        print_json({**st.to_dict(), "cluster": cluster.to_dict() if cluster else None})
+        raise typer.Exit(code)
+    if not st.running and cluster is not None and cluster.running:
+        _print_cluster(cluster)
         raise typer.Exit(code)
     if not st.running:
         out.print("Elasticsearch is [bold]not running[/] (start it with `iiswatch es up`)")
+        if cluster is not None:
+            out.print("a local cluster was set up here: `iiswatch es cluster up` starts it")
         raise typer.Exit(code)
     colour = {"green": "green", "yellow": "yellow", "red": "red"}.get(st.health or "", "red")
     table = Table(show_header=False, box=None)
@@ -100,6 +113,27 @@ def status(
     table.add_row("state dir", st.state_dir)
     out.print(table)
     raise typer.Exit(code)
+
+
+def _print_cluster(cluster: ClusterStatus) -> None:
+    out.print(
+        f"a local cluster runs here: {cluster.running} of {len(cluster.nodes)} nodes "
+        "(the elected master: `iiswatch es cluster status`; a node's log: "
+        "`iiswatch es logs --node N`)",
+        highlight=False,
+    )
+    colour = {"green": "green", "yellow": "yellow", "red": "red"}.get(cluster.health or "", "red")
+    table = Table(show_header=False, box=None)
+    table.add_row(
+        "state", "answering" if cluster.answering else f"[red]not answering[/] ({cluster.error})"
+    )
+    table.add_row("health", f"[{colour}]{cluster.health or '-'}[/]")
+    table.add_row("state dir", cluster.state_dir)
+    out.print(table)
+    nodes = Table("node", "pid", "url")
+    for n in cluster.nodes:
+        nodes.add_row(n.name, str(n.pid or "[red]not running[/]"), n.url)
+    out.print(nodes)
 
 
 @app.command()
@@ -129,11 +163,35 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
-) -> None:
-    """Print the end of the node's log."""
-    path = node.log_file()
+    node_name: Annotated[
+        str | None,
+        typer.Option("--node", help="A node of the local cluster (`es cluster up`): node-2 or 2."),
+    ] = None,
+) -> None:  # fmt: skip
+    """Print the end of the node's log (or of one local cluster node's, with --node)."""
+    from iiswatch.elastic.local_cluster import LocalCluster
+
+    with _errors():
+        cluster = LocalCluster.recorded()
+        if node_name is not None:
+            if cluster is None:
+                raise UsageError(
+                    f"no local cluster in {node.layout().root}",
+                    "--node is for the nodes of `iiswatch es cluster up`; without it, the "
+                    "single node's log",
+                )
+            path = node.log_file(cluster.node(node_name).home)
+        else:
+            path = node.log_file()
+            if not path.exists() and cluster is not None:
+                names = ", ".join(n.name for n in cluster.nodes)
+                raise UsageError(
+                    f"no single-node log at {path}: a local cluster lives here",
+                    f"show one node's: `iiswatch es logs --node N` (its nodes: {names})",
+                )
     if not path.exists():
-        err.print(f"no log yet at {path} (has `iiswatch es up` run?)", highlight=False)
+        started_by = "es cluster up" if node_name is not None else "es up"
+        err.print(f"no log yet at {path} (has `iiswatch {started_by}` run?)", highlight=False)
         raise typer.Exit(EXIT_BACKEND)
     # Plain print, not rich: log lines are data and may contain [markup]-like text.
     for line in node.tail(path, lines):

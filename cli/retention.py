@@ -23,10 +23,10 @@ def retention(
     """
     from iiswatch.config import Purpose, load_settings
     from iiswatch.elastic.client import client_for
-    from iiswatch.elastic.retention import Ages, plan
     from iiswatch.elastic.retention import apply as apply_plan
+    from iiswatch.elastic.retention import plan
 
-    ages = Ages.from_settings(load_settings().retention)
+    ages = load_settings().retention  # checked as the file is read
     es = client_for(Purpose.ADMIN)
     actions = plan(es, ages)
     deleted = apply_plan(es, actions) if apply else 0

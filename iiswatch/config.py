@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from iiswatch import paths, settings
 from iiswatch.environment import env
 from iiswatch.errors import ConfigError
+from iiswatch.times import format_duration
 
 
 class Purpose(StrEnum):
@@ -99,15 +101,46 @@ class ElasticsearchSettings(BaseModel):
         return url
 
 
+# below this the alerting ledger could lose window records still in use
+MIN_STATE_AGE = timedelta(days=7)
+
+
 class RetentionSettings(BaseModel):
-    """Ages after which `iiswatch retention` deletes (durations: 400d, 12h)."""
+    """Ages after which `iiswatch retention` deletes (durations: 400d, 12h), read and checked
+    when the config file is loaded, so a bad one is reported with its file and line."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    logs: str = "365d"  # monthly log indices, whole months
-    deadletter: str = "90d"
-    state: str = "30d"  # alerting window records and expired suppressions (>= 7d)
-    alerts: str | None = None  # the outbox: kept unless set
+    logs: settings.Duration = timedelta(days=365)  # monthly log indices, whole months
+    deadletter: settings.Duration = timedelta(days=90)
+    state: settings.Duration = timedelta(days=30)  # window records, expired suppressions
+    alerts: settings.Duration | None = None  # the outbox: kept unless set
+
+    @field_validator("logs", "deadletter", "state", "alerts", mode="before")
+    @classmethod
+    def _age_has_a_unit(cls, value: Any) -> Any:
+        # elsewhere a bare TOML number is seconds; here `logs = 365` would delete nearly
+        # every index, so an age must say its unit
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"an age needs a unit: write {value}d for days (or h, w)")
+        return value
+
+    @field_validator("logs", "deadletter", "alerts")
+    @classmethod
+    def _age_is_positive(cls, age: timedelta | None) -> timedelta | None:
+        if age is not None and age <= timedelta(0):
+            raise ValueError("an age of zero would delete everything: use e.g. 30d")
+        return age
+
+    @field_validator("state")
+    @classmethod
+    def _state_keeps_recent_windows(cls, age: timedelta) -> timedelta:
+        if age < MIN_STATE_AGE:
+            raise ValueError(
+                f"{format_duration(age)} is shorter than 7d: the alerting service needs "
+                "recent window records; use 7d or more"
+            )
+        return age
 
 
 class Settings(BaseModel):
@@ -161,7 +194,11 @@ def load_settings(config_path: Path | None = None) -> Settings:
         ("elasticsearch", key): var for key, var in from_env.items()
     }
     return file.validate(
-        Settings, data, "config", "see README 'Using an existing cluster'", origins
+        Settings,
+        data,
+        "config",
+        "see README 'Using an existing cluster' ([elasticsearch]) and 'Retention' ([retention])",
+        origins,
     )
 
 

@@ -28,8 +28,9 @@ import json
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
@@ -64,6 +65,34 @@ class ClusterNode:
             f"-Epath.data={self.home.data}",
             f"-Epath.logs={self.home.logs}",
         ]
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node as its pid file, its process and its files say (no request is made)."""
+
+    name: str
+    url: str
+    pid: int | None  # while it runs
+    log: str  # its log file (the console log until logging is up)
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """The local cluster in a state dir: its nodes, and the cluster's health when one runs."""
+
+    state_dir: str
+    nodes: list[NodeState]
+    answering: bool = False
+    health: str | None = None
+    error: str | None = None
+
+    @property
+    def running(self) -> int:
+        return sum(n.pid is not None for n in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": len(self.nodes), "running": self.running, **asdict(self)}
 
 
 def _cluster_yml(nodes: list[ClusterNode]) -> str:
@@ -147,9 +176,15 @@ class LocalCluster:
         return ",".join(n.url for n in self.nodes)
 
     def node(self, name: str) -> ClusterNode:
-        found = [n for n in self.nodes if n.name == name]
+        """A node by its name (`node-2`) or its number (`2`)."""
+        want = f"node-{name}" if name.isdigit() else name
+        found = [n for n in self.nodes if n.name == want]
         if not found:
-            raise UsageError(f"no node {name!r} in this cluster")
+            names = ", ".join(n.name for n in self.nodes)
+            raise UsageError(
+                f"no node {name!r} in the local cluster in {self.shared.root}",
+                hint=f"its nodes are {names} (or their numbers, 1 to {len(self.nodes)})",
+            )
         return found[0]
 
     def info(self) -> single.NodeInfo:
@@ -178,6 +213,23 @@ class LocalCluster:
         except OSError:
             return None
         return pid if f"-Epath.data={n.home.data}".encode() in cmdline else None
+
+    def node_states(self) -> list[NodeState]:
+        return [
+            NodeState(n.name, n.url, self.pid(n), str(single.log_file(n.home))) for n in self.nodes
+        ]
+
+    def status(self, request_timeout: float = 5.0) -> ClusterStatus:
+        """Which nodes run, and, when any does, the cluster's health as they answer it."""
+        st = ClusterStatus(str(self.shared.root), self.node_states())
+        if not st.running:
+            return st
+        try:
+            with self.client(request_timeout) as es:
+                health = es.options(max_retries=len(self.nodes)).cluster.health()
+        except (ApiError, TransportError, OSError) as e:
+            return replace(st, error=single._short_error(e))
+        return replace(st, answering=True, health=health["status"])
 
     def up(
         self, timeout: float = single.DEFAULT_TIMEOUT, progress: single.Progress = single._quiet

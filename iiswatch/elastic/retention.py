@@ -22,48 +22,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch
-from pydantic import ValidationError
 
 from iiswatch.config import RetentionSettings
 from iiswatch.elastic import indices
 from iiswatch.elastic.client import backend_errors
-from iiswatch.errors import BackendUnavailable, ConfigError
-from iiswatch.rules.model import parse_duration
-from iiswatch.times import DURATION_HINT, iso
+from iiswatch.errors import BackendUnavailable
+from iiswatch.times import format_duration, iso
 
 _MONTHLY = re.compile(
     rf"^(?:{re.escape(indices.ACCESS_PREFIX)}|{re.escape(indices.ERROR_PREFIX)})(\d{{4}})\.(\d{{2}})$"
 )
-MIN_STATE_AGE = timedelta(days=7)  # below this the ledger could lose windows still in use
-
-
-@dataclass(frozen=True)
-class Ages:
-    logs: timedelta
-    deadletter: timedelta
-    state: timedelta
-    alerts: timedelta | None
-
-    @classmethod
-    def from_settings(cls, s: RetentionSettings) -> Ages:
-        def one(name: str, value: str | None) -> timedelta | None:
-            if value is None:
-                return None
-            try:
-                return parse_duration(value)
-            except (ValidationError, ValueError, TypeError) as e:
-                raise ConfigError(
-                    f"retention.{name}: not a duration ({value!r})", DURATION_HINT
-                ) from e
-
-        logs, dead, state = (one(n, getattr(s, n)) for n in ("logs", "deadletter", "state"))
-        assert logs and dead and state  # the settings have defaults for these three
-        if state < MIN_STATE_AGE:
-            raise ConfigError(
-                f"retention.state: {s.state} is shorter than 7d",
-                "the alerting service needs recent window records; use 7d or more",
-            )
-        return cls(logs, dead, state, one("alerts", s.alerts))
 
 
 @dataclass(frozen=True)
@@ -104,17 +72,17 @@ def _older(field: str, cutoff: datetime) -> dict[str, Any]:
     return {"range": {field: {"lt": iso(cutoff)}}}
 
 
-def document_rules(now: datetime, ages: Ages) -> list[tuple[str, str, dict[str, Any]]]:
+def document_rules(now: datetime, ages: RetentionSettings) -> list[tuple[str, str, dict[str, Any]]]:
     """(index pattern, reason, query) for each kind of document that expires."""
     rules = [
         (
             f"{indices.DEADLETTER_ALIAS}*",
-            f"dead letters older than {ages.deadletter.days}d",
+            f"dead letters older than {format_duration(ages.deadletter)}",
             _older("@timestamp", now - ages.deadletter),
         ),
         (
             "iiswatch-state-windows*",
-            f"evaluated windows older than {ages.state.days}d",
+            f"evaluated windows older than {format_duration(ages.state)}",
             {
                 "bool": {
                     "filter": [
@@ -126,7 +94,7 @@ def document_rules(now: datetime, ages: Ages) -> list[tuple[str, str, dict[str, 
         ),
         (
             "iiswatch-state-suppression*",
-            f"suppressions expired more than {ages.state.days}d ago",
+            f"suppressions expired more than {format_duration(ages.state)} ago",
             _older("suppressed_until", now - ages.state),
         ),
     ]
@@ -134,14 +102,14 @@ def document_rules(now: datetime, ages: Ages) -> list[tuple[str, str, dict[str, 
         rules.append(
             (
                 "iiswatch-alerts*",
-                f"alerts older than {ages.alerts.days}d",
+                f"alerts older than {format_duration(ages.alerts)}",
                 _older("@timestamp", now - ages.alerts),
             )
         )
     return rules
 
 
-def plan(es: Elasticsearch, ages: Ages, now: datetime | None = None) -> list[Action]:
+def plan(es: Elasticsearch, ages: RetentionSettings, now: datetime | None = None) -> list[Action]:
     now = now or datetime.now(UTC)
     actions: list[Action] = []
     with backend_errors(es):
@@ -151,7 +119,9 @@ def plan(es: Elasticsearch, ages: Ages, now: datetime | None = None) -> list[Act
         for name in expired_log_indices(names, now, ages.logs):
             n = es.count(index=name)["count"]
             actions.append(
-                Action("index", name, f"its month ended more than {ages.logs.days}d ago", n)
+                Action(
+                    "index", name, f"its month ended more than {format_duration(ages.logs)} ago", n
+                )
             )
         for pattern, reason, query in document_rules(now, ages):
             n = es.count(

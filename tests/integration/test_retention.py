@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch
 
 from iiswatch.config import RetentionSettings
 from iiswatch.elastic.indices import DEADLETTER_INDEX
-from iiswatch.elastic.retention import Ages, apply, plan
+from iiswatch.elastic.retention import apply, plan
 
 CLI = [sys.executable, "-m", "iiswatch.cli.main"]
 
@@ -39,7 +39,9 @@ def test_dry_run_then_apply(admin_es: Elasticsearch, test_month: date, host_name
     assert old_index in [a["target"] for a in report["actions"]]
     assert admin_es.indices.exists(index=old_index)
 
-    ages = Ages(timedelta(days=365), timedelta(days=3650), timedelta(days=30), None)
+    ages = RetentionSettings(
+        logs=timedelta(days=365), deadletter=timedelta(days=3650), state=timedelta(days=30)
+    )
     actions = [a for a in plan(admin_es, ages) if a.target in (old_index, "iiswatch-deadletter*")]
     assert [a.kind for a in actions] == ["index", "documents"]
     apply(admin_es, actions)
@@ -48,4 +50,4 @@ def test_dry_run_then_apply(admin_es: Elasticsearch, test_month: date, host_name
     admin_es.indices.refresh(index=DEADLETTER_INDEX)
     left = admin_es.search(index=DEADLETTER_INDEX, query={"term": {"host.name": host_name}})
     assert [h["_source"]["@timestamp"] for h in left["hits"]["hits"]] == [new_letter["@timestamp"]]
-    assert Ages.from_settings(RetentionSettings()).logs == timedelta(days=365)
+    assert RetentionSettings().logs == timedelta(days=365)
