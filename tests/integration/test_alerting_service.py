@@ -237,7 +237,8 @@ class Workspace:
 
     def once(self) -> str:
         args = [*CLI, "alerting", "run", "--once", "--config", str(self.config)]
-        r = subprocess.run([*args, "--rules-dir", str(self.rules)], capture_output=True, timeout=60)
+        args += ["--rules-dir", str(self.rules)]
+        r = subprocess.run(args, capture_output=True, timeout=180)
         assert r.returncode == 0, r.stderr.decode()
         return r.stderr.decode()
 
@@ -281,7 +282,7 @@ class Workspace:
             time.sleep(0.2)
 
     def wait_tickets(
-        self, ok: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
+        self, ok: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
@@ -394,7 +395,7 @@ def test_a_service_killed_and_restarted_mid_run_neither_duplicates_nor_misses(
         proc.send_signal(signal.SIGKILL)  # no clean shutdown: the lease stays taken
         proc.wait(10)
     ws.start()
-    tickets = ws.wait_tickets(lambda t: set(ips_of(t, rid)) == set(ips), timeout=30)
+    tickets = ws.wait_tickets(lambda t: set(ips_of(t, rid)) == set(ips), timeout=90)
     time.sleep(3)  # time for any duplicate to show up
     tickets = ws.delivered()
     assert ips_of(tickets, rid) == Counter({ip: 1 for ip in ips})
@@ -423,16 +424,19 @@ def test_two_services_elect_one_leader_and_the_standby_takes_over_when_it_dies(
     ws.ingest("198.51.100.4")
     # the standby takes the lease once the dead leader's expires, then does its work (a
     # generous wait: how fast is a bench's question, not this test's)
-    ws.wait_tickets(lambda t: "198.51.100.4" in ips_of(t, rid), timeout=60)
+    ws.wait_tickets(lambda t: "198.51.100.4" in ips_of(t, rid), timeout=120)
     assert "holding the lease" in ws.log(standby)
     time.sleep(2)
     tickets = ws.delivered()
     assert ips_of(tickets, rid) == Counter({f"198.51.100.{i}": 1 for i in range(1, 5)})
-    assert sorted(ws.calls().values()) == [1, 1, 1, 1]  # each alert delivered once
+    # each alert delivered once (a node overloaded for a moment may fail a run too: that
+    # is one error alert more, delivered once like the others)
+    assert ws.calls() == Counter(t["alert_id"] for t in tickets)
     assert_contiguous(ledger(ws.es, rid))
     if RT:  # exactly one RT ticket per detection
-        ws.wait_tickets(lambda t: all(ws.rt_done(a["alert_id"]) for a in t), timeout=15)
-        assert [len(rt_tickets(t["alert_id"])) for t in tickets] == [1, 1, 1, 1]
+        found = [t for t in tickets if t["rule"]["id"] == rid]
+        ws.wait_tickets(lambda _: all(ws.rt_done(a["alert_id"]) for a in found), timeout=90)
+        assert [len(rt_tickets(t["alert_id"])) for t in found] == [1, 1, 1, 1]
 
 
 def test_an_event_ten_minutes_old_ingested_now_is_still_alerted(ws: Workspace) -> None:
