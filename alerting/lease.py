@@ -18,6 +18,7 @@ the work once, not about correctness.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -33,6 +34,8 @@ from iiswatch.elastic.client import backend_errors
 from iiswatch.times import now_iso
 
 LEASE_INDEX = "iiswatch-state-lease"
+
+log = logging.getLogger(__name__)
 
 
 def default_holder() -> str:
@@ -79,6 +82,21 @@ class Lease:
     def remaining(self) -> float:
         """Seconds of trusted leadership left (0 when not the leader)."""
         return max(0.0, self._valid_until - self._clock())
+
+    def hold(self) -> bool:
+        """Whether we still lead, renewing on the way: for a pass with no renewal job beside
+        it (`alerting run --once`), asked between its steps. Renews once `renew_every` has
+        passed since the last renewal, as the service's lease job would; a step that outlasted
+        the whole TTL renews too, since the document still names us unless another process
+        took the lease meanwhile (then `tick` leaves it to them and we stop). An error counts
+        as not leading: the caller stops, as the service stops when a renewal fails."""
+        if self.remaining() > self.ttl - self.renew_every:
+            return True
+        try:
+            return self.tick()
+        except Exception as e:
+            log.warning("lease %r: %s", self.name, getattr(e, "message", e))
+            return False
 
     def tick(self) -> bool:
         """Renew (leader) or try to take over (standby); returns whether we lead now."""

@@ -121,6 +121,7 @@ class RunResult:
     gap: Window | None = None
     alerts: list[Alert] = field(default_factory=list)
     error: str | None = None
+    left: int = 0  # the gap and windows left undone because `keep_going` said stop
 
 
 class RuleRunner:
@@ -181,12 +182,16 @@ class RuleRunner:
         status.rule_name = rule.name
         try:
             p = self.plan(rule, now, first)
-            if p.gap is not None and keep_going():
-                self._report_gap(rule, p.gap, now)
-                result.gap = p.gap
-            for w in p.windows:
+            # the gap first: a window recorded after an unreported gap would hide it
+            steps = ([(p.gap, True)] if p.gap is not None else []) + [(w, False) for w in p.windows]
+            for done, (w, gap) in enumerate(steps):
                 if not keep_going():
+                    result.left = len(steps) - done
                     break
+                if gap:
+                    self._report_gap(rule, w, now)
+                    result.gap = w
+                    continue
                 if self.ledger.recorded(rule.rule_id, w):  # recorded, cursor not moved: a crash
                     self.ledger.advance(rule.rule_id, w.end)
                     continue

@@ -198,7 +198,10 @@ class AlertingService:
 
     def run_once(self) -> dict[str, RunResult]:
         """One pass (`alerting run --once`): take the lease if it is free, evaluate every
-        rule's settled windows, deliver, release."""
+        rule's settled windows, deliver, release. No lease job runs beside the pass, so it
+        renews the lease between windows (`Lease.hold`): a pass longer than `lease_ttl` (a
+        catch-up, a loaded machine) would otherwise stop when the TTL ran out. A rule whose
+        result has `left` > 0 was stopped because the lease was lost."""
         ruleset, problems = load_ruleset(self.rules_dir, self.settings)
         if problems:
             from iiswatch.errors import RuleError
@@ -217,9 +220,7 @@ class AlertingService:
             )
         try:
             results = {
-                rid: self.runner.run(
-                    rule, keep_going=self.lease.is_leader, first=ruleset.since.get(rid)
-                )
+                rid: self.runner.run(rule, keep_going=self.lease.hold, first=ruleset.since.get(rid))
                 for rid, rule in ruleset.rules.items()
             }
             if self.settings.deadman.enabled:

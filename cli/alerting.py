@@ -16,7 +16,7 @@ from iiswatch.cli.options import ALERTING_CONFIG, RULES_DIR, time_span
 from iiswatch.cli.output import err, out, print_json
 from iiswatch.config import Purpose
 from iiswatch.elastic.client import client_for
-from iiswatch.errors import EXIT_BACKEND
+from iiswatch.errors import EXIT_BACKEND, UsageError
 from iiswatch.rules.loader import default_rules_dir
 from iiswatch.times import parse_time
 
@@ -65,7 +65,16 @@ def run(
         alerts = len(r.alerts)
         state = f"error: {r.error}" if r.error else f"{windows} window(s), {alerts} alert(s)"
         gap = " + gap reported" if r.gap else ""
-        err.print(f"{r.rule_id}: {escape(state)}{gap}")
+        left = f", stopped with {r.left} left" if r.left else ""
+        err.print(f"{r.rule_id}: {escape(state)}{gap}{left}")
+    stopped = [r for r in results.values() if r.left]
+    if stopped:
+        raise UsageError(
+            f"the pass lost the lease {settings.lease_name!r}: {len(stopped)} rule(s) stopped "
+            "with settled windows left",
+            "another alerting service took the lease and continues them, or Elasticsearch "
+            "stopped answering (see the log above); run the pass again",
+        )
 
 
 @app.command()
