@@ -455,6 +455,11 @@ def test_downtime_beyond_the_catch_up_limit_is_one_gap_alert_not_a_flood(
 ) -> None:
     rid = ws.whoami_rule()
     ws.write_config(catch_up="12s")
+    # A request the rule does not match creates the test month's index now. Created by the
+    # event below, while the service runs, the new index answered 503 and the event was not
+    # alerted within 90 s (CI, 2026-12-03): a search during index creation is another story
+    # than the gap this test is about (see README, Alerting: settle).
+    ws.ingest("192.0.2.21", query="q=hello")
     ws.once()  # the rule's first run: its cursor
     time.sleep(25)  # down for about 25 windows, the limit is 12
     service = ws.start()
